@@ -1,0 +1,3 @@
+"""defectlens: find defects without defect labels."""
+
+__version__ = "0.1.0"

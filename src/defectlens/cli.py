@@ -1,0 +1,297 @@
+"""The `defectlens` command: a thin layer over the engine functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from defectlens import __version__
+from defectlens.engine import DataSpec, evaluate_run, predict_images, train
+from defectlens.errors import ConfigError, DefectlensError
+from defectlens.models import detector_class, list_detectors
+
+app = typer.Typer(
+    help="Find defects without defect labels: learn what good looks like, then score and localise.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+console = Console()
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+
+
+def _parse_settings(settings: list[str] | None, config: Path | None) -> dict[str, Any]:
+    """Model settings from a JSON config file, then `--set key=value` pairs (values read as JSON)."""
+    params: dict[str, Any] = {}
+    if config is not None:
+        try:
+            params.update(json.loads(config.read_text()))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"cannot read config file {config}: {error}") from error
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes key=value, got '{item}'")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+def _data_spec(
+    data: Path | None, good: Path | None, abnormal: list[Path] | None, masks: Path | None, seed: int
+) -> DataSpec:
+    if (data is None) == (good is None):
+        raise ConfigError(
+            "give exactly one of --data (MVTec layout folder) or --good (folder of good images)"
+        )
+    if data is not None:
+        return DataSpec.mvtec(data, seed=seed)
+    return DataSpec.folder(good, abnormal or [], masks, seed=seed)
+
+
+def _show_metrics(result: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "image_f1_max",
+        "image_f1",
+        "threshold",
+        "images_per_second",
+    ):
+        value = result.get(key)
+        table.add_row(
+            key, "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+        )
+    console.print(table)
+    if result.get("pixel_note"):
+        console.print(f"[yellow]note:[/] {result['pixel_note']}")
+    if result.get("per_defect_type_auroc"):
+        console.print("image AUROC per defect type: " + json.dumps(result["per_defect_type_auroc"]))
+
+
+def _run(job: Any) -> Any:
+    """Run a job, turning defectlens errors into one clear line and exit code 1."""
+    try:
+        return job()
+    except DefectlensError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(1) from error
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Detector name; see `defectlens models`.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Model setting key=value (value read as JSON), repeatable: --set coreset_ratio=0.05"
+    ),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what is happening.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing, non-empty output folder.")]
+
+
+@app.command("train")
+def train_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create.")],
+    model: ModelOpt = "patchcore",
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Dataset in MVTec AD layout (train/good, test/<type>, ground_truth/<type>)."),
+    ] = None,
+    good: Annotated[Path | None, typer.Option(help="Folder of good images (instead of --data).")] = None,
+    abnormal: Annotated[
+        list[Path] | None, typer.Option(help="Folder of defective images for testing; repeatable.")
+    ] = None,
+    masks: Annotated[
+        Path | None, typer.Option(help="Folder of masks named like the defective images.")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(help="Model input side in pixels (default 256).")] = None,
+    resize: Annotated[
+        str | None, typer.Option(help="'squash' (plain resize) or 'pad' (keep aspect ratio).")
+    ] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="timm backbone name (default tf_efficientnet_lite0).")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Backbone ImageNet weight file (.pth/.safetensors).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the validation split and the model.")] = 0,
+    device: Annotated[str | None, typer.Option(help="'auto', 'cpu' or 'cuda'.")] = None,
+    settings: SetOpt = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file of model settings (a run's params).")] = None,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fit a detector on good images and save it to a run folder.
+
+    Examples:
+
+        defectlens train --model patchcore --data ../shared/data/mtd/magnetic_tile --out runs/tile
+
+        defectlens train -m padim --good ok/ --abnormal scratch/ --out runs/mine --set n_features=80
+    """
+    _setup_logging(verbose)
+
+    def job() -> None:
+        params = _parse_settings(settings, config)
+        common = {
+            "image_size": image_size,
+            "resize": resize,
+            "backbone": backbone,
+            "device": device,
+            "seed": seed,
+        }
+        params.update({k: v for k, v in common.items() if v is not None})
+        if weights is not None:
+            params["weights"] = str(weights.resolve())
+        result = train(model, _data_spec(data, good, abnormal, masks, seed), out, params, force=force)
+        console.print(
+            f"fitted [bold]{model}[/] in {result.info.fit_seconds:.1f} s on {result.info.n_train} images"
+        )
+        console.print(f"run folder: {result.run}   next: defectlens test --run {result.run}")
+
+    _run(job)
+
+
+@app.command("test")
+def test_command(
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run folder written by `defectlens train`.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Evaluate on this MVTec-layout dataset instead of the run's.")
+    ] = None,
+    report: Annotated[
+        bool, typer.Option(help="Write the report folder with one picture per test image.")
+    ] = True,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Evaluate a run on its test split: prints metrics, writes metrics.json and report/.
+
+    Example:
+
+        defectlens test --run runs/tile
+    """
+    _setup_logging(verbose)
+
+    def job() -> None:
+        spec = DataSpec.mvtec(data) if data else None
+        result = evaluate_run(run, spec, report=report)
+        _show_metrics(result, f"{run}: {result['n_images']} test images")
+        console.print(f"metrics: {run / 'metrics.json'}" + (f"   report: {run / 'report'}" if report else ""))
+
+    _run(job)
+
+
+@app.command("predict")
+def predict_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for predictions.jsonl, masks and overlays.")
+    ],
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run folder written by `defectlens train`.")],
+    task: Annotated[str, typer.Option(help="classification, segmentation or detection.")] = "segmentation",
+    min_area: Annotated[
+        int, typer.Option(help="Smallest box area in model-input pixels for detection.")
+    ] = 16,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Score new images; writes predictions.jsonl (one JSON object per image) and pictures.
+
+    Examples:
+
+        defectlens predict --run runs/tile new_parts/ --out preds --task segmentation
+
+        defectlens predict --run runs/tile part_17.png --out preds --task detection --force
+    """
+    _setup_logging(verbose)
+
+    def job() -> None:
+        path = predict_images(run, inputs, out, task=task, min_area=min_area, force=force)
+        lines = path.read_text().splitlines()
+        n_bad = sum(json.loads(line)["label"] == "anomalous" for line in lines)
+        console.print(f"{len(lines)} images, {n_bad} anomalous -> {path}")
+
+    _run(job)
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run folder; a free name next to it is used if it exists.")
+    ] = Path("runs/demo"),
+    model: ModelOpt = "padim",
+    cell_type: Annotated[str, typer.Option(help="ELPV cells: mono, poly or both.")] = "mono",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train and test on the embedded ELPV solar-cell data: no download, a few minutes on 2 CPU cores.
+
+    The data (2,624 electroluminescence images of solar cells, CC BY-NC-SA 4.0, Buerhop-Lutz et al. 2018)
+    ships in the `elpv-dataset` package. Training uses good cells only; the test set holds held-out good
+    cells and cells that experts rated defective with certainty.
+
+    Example:
+
+        defectlens demo
+    """
+    _setup_logging(verbose)
+    target, n = out, 1
+    while target.exists():
+        n += 1
+        target = out.with_name(f"{out.name}-{n}")
+
+    def job() -> None:
+        console.print(f"[bold]defectlens demo[/]: {model} on ELPV {cell_type} cells -> {target}")
+        result = train(model, DataSpec.elpv(cell_type), target)
+        console.print(f"fitted in {result.info.fit_seconds:.1f} s on {result.info.n_train} good cells")
+        metrics = evaluate_run(target)
+        _show_metrics(
+            metrics,
+            f"ELPV {cell_type}: {metrics['n_images']} test cells ({metrics['n_anomalous']} defective)",
+        )
+        console.print(f"report: {target / 'report'}   (ROC curve, score histogram, one picture per cell)")
+
+    _run(job)
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the detectors and their settings with defaults.
+
+    Example:
+
+        defectlens models
+    """
+    for name in list_detectors():
+        cls = detector_class(name)
+        console.print(f"[bold]{name}[/]: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        for key, default in cls().get_params().items():  # constructors only store, so this is the defaults
+            console.print(f"    {key} = {default!r}")
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(__version__)
+        raise typer.Exit()

@@ -1,0 +1,127 @@
+"""Evaluate a run on its test split: metrics.json and a report folder with pictures."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectlens import metrics
+from defectlens.data import Record, read_image, read_mask
+from defectlens.engine.runs import CHECKPOINT, METRICS, REPORT, DataSpec, RunInfo, prepare_output, write_json
+from defectlens.errors import DataError
+from defectlens.models import Detector, Prediction, load
+from defectlens.post.tasks import detect
+from defectlens.reports import panel, save_image, save_roc_curve, save_score_histogram
+
+logger = logging.getLogger(__name__)
+
+
+def _unique_name(record: Record, used: set[str]) -> str:
+    name = record.path.stem
+    while name in used:
+        name = f"{name}_"
+    used.add(name)
+    return name
+
+
+def write_panel(path: Path, record: Record, prediction: Prediction, index: int, min_area: int) -> None:
+    """One report picture: the image, its heatmap with predicted mask and boxes, and the ground truth."""
+    image = read_image(record.path)
+    geometry = prediction.geometries[index]
+    heat = geometry.to_original(prediction.anomaly_map[index])
+    gt = read_mask(record.mask_path) if record.mask_path else None
+    verdict = "ANOMALOUS" if prediction.label[index] else "normal"
+    title = f"{record.defect_type}  score {prediction.score[index]:.3f}  {verdict}"
+    save_image(panel(image, heat, heat >= 0.5, gt, detect(heat, min_area), title=title), path)
+
+
+def evaluate_run(
+    run: str | Path,
+    data: DataSpec | None = None,
+    report: bool = True,
+    min_area: int = 16,
+    force: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score the test split of the run's data (or of `data`), write metrics.json and the report.
+
+    Returns:
+        The metrics dictionary that was written.
+    """
+    run = Path(run)
+    info = RunInfo.load(run)
+    detector: Detector = load(run / CHECKPOINT)
+    spec = data or info.data
+    test = spec.load().test
+    if not test:
+        raise DataError(f"the test split of {spec.describe()} is empty: nothing to evaluate")
+    report_dir = prepare_output(run / REPORT, force, "report folder") if report else None
+    scores, labels, types, maps, masks = [], [], [], [], []
+    used: set[str] = set()
+    report_seconds, start, offset = 0.0, time.perf_counter(), 0
+    for batch, prediction in detector.iter_predict(test, progress=progress):
+        scores.append(prediction.raw_score)
+        labels.append(batch.labels.numpy())
+        types += batch.defect_types
+        for i, (mask, geometry) in enumerate(zip(batch.masks, prediction.geometries, strict=True)):
+            if mask is not None:
+                maps.append(geometry.crop_content(prediction.raw_map[i]))
+                masks.append(geometry.crop_content(mask.numpy()))
+            if report_dir is not None:
+                tic = time.perf_counter()
+                record = test[offset + i]
+                name = _unique_name(record, used)
+                write_panel(
+                    report_dir / "images" / record.defect_type / f"{name}.png",
+                    record,
+                    prediction,
+                    i,
+                    min_area,
+                )
+                report_seconds += time.perf_counter() - tic
+        offset += len(batch)
+    elapsed = time.perf_counter() - start - report_seconds  # decoding, model and post-processing
+    raw_scores, labels = np.concatenate(scores), np.concatenate(labels)
+    has_pixels = len(masks) == len(test)
+    result = metrics.evaluate(
+        labels,
+        raw_scores,
+        detector.threshold_.value_,
+        masks if has_pixels else None,
+        maps if has_pixels else None,
+    )
+    if not has_pixels:
+        result["pixel_note"] = "no ground-truth masks for every anomalous test image: pixel metrics skipped"
+    result["per_defect_type_auroc"] = _per_type_auroc(raw_scores, labels, types)
+    result["images_per_second"] = round(len(test) / elapsed, 2)
+    result["pixel_threshold"] = detector.pixel_threshold_.value_
+    result["data"] = spec.describe()
+    write_json(run / METRICS, result)
+    if report_dir is not None:
+        save_roc_curve(labels, raw_scores, report_dir / "roc.png", title=f"{info.model}: image ROC")
+        save_score_histogram(
+            labels,
+            raw_scores,
+            detector.threshold_.value_,
+            report_dir / "histogram.png",
+            title=f"{info.model}: scores",
+        )
+    return result
+
+
+def _per_type_auroc(scores: np.ndarray, labels: np.ndarray, types: list[str]) -> dict[str, float]:
+    """Image AUROC of each defect type against all good images."""
+    by_type: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(types):
+        by_type[t].append(i)
+    good = [i for i, label in enumerate(labels) if label == 0]
+    return {
+        t: round(metrics.image_auroc(labels[good + idx], scores[good + idx]), 4)
+        for t, idx in sorted(by_type.items())
+        if labels[idx[0]] == 1 and good
+    }

@@ -1,0 +1,390 @@
+"""The one interface every detector shares: fit on good images, predict scores and maps, save/load.
+
+A detector subclass stores its keyword hyper-parameters in `__init__` and implements two hooks:
+`_fit_module` (build and fit a torch module from training batches) and `_build_module` (rebuild the
+same architecture for a saved state). The fitted module maps an image batch (B, 3, H, W) in [0, 1] to
+raw scores (B,) and raw anomaly maps (B, H, W); everything else — thresholds, score normalisation,
+the three task outputs, checkpoints — lives here once, so the API, CLI and exports share one path.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from defectlens import __version__
+from defectlens.data.datasets import Batch, DataSplits, Record, load_folder
+from defectlens.data.inputs import as_dataset, loader
+from defectlens.data.transforms import Geometry, Resize
+from defectlens.errors import CheckpointError, ConfigError, DataError, NotFittedError
+from defectlens.post.normalization import ScoreNormalizer
+from defectlens.post.threshold import (
+    F1Threshold,
+    FixedThreshold,
+    QuantileThreshold,
+    Threshold,
+    adaptive_threshold,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a detector says about a batch of images. Higher = more anomalous everywhere.
+
+    Attributes:
+        raw_score: (B,) the model's own image scores.
+        raw_map: (B, H, W) the model's own anomaly maps at the model input size.
+        score: (B,) scores normalised so that the image threshold sits at 0.5.
+        anomaly_map: (B, H, W) maps normalised so that the pixel threshold sits at 0.5.
+        label: (B,) True where the image is judged anomalous (score >= 0.5).
+        mask: (B, H, W) True where a pixel is judged anomalous (anomaly_map >= 0.5).
+        geometries: where each original image sits inside the model input, to map results back.
+    """
+
+    raw_score: np.ndarray
+    raw_map: np.ndarray
+    score: np.ndarray
+    anomaly_map: np.ndarray
+    label: np.ndarray
+    mask: np.ndarray
+    geometries: list[Geometry]
+
+
+def resolve_device(device: str) -> torch.device:
+    """`"auto"` means CUDA when available, else CPU; anything else goes to torch as is."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got '{device}'") from error
+
+
+def progress_bar(iterable: Any, enabled: bool, desc: str, total: int | None = None) -> Any:
+    """A tqdm bar when `enabled`, else the iterable untouched."""
+    return tqdm(iterable, desc=desc, total=total, unit="batch", leave=False) if enabled else iterable
+
+
+class Detector(ABC):
+    """Base class of every anomaly detector.
+
+    Args:
+        image_size: side of the square model input in pixels.
+        resize: "squash" (plain resize) or "pad" (keep the aspect ratio, pad with black).
+        batch_size: images per forward pass.
+        threshold_quantile: quantile of good validation scores used as threshold when no labelled
+            anomalies are available for an F1-optimal one.
+        seed: seed for every random choice the detector makes.
+        device: "auto", "cpu" or "cuda".
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 256,
+        resize: str = "squash",
+        batch_size: int = 8,
+        threshold_quantile: float = 0.99,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        self.image_size = image_size
+        self.resize = resize
+        self.batch_size = batch_size
+        self.threshold_quantile = threshold_quantile
+        self.seed = seed
+        self.device = device
+
+    # ----------------------------------------------------------------------------- subclass hooks
+    @abstractmethod
+    def _fit_module(
+        self, train: DataLoader, val: DataLoader, device: torch.device, progress: bool
+    ) -> nn.Module:
+        """Build and fit the torch module on training batches (`Batch.images` (B, 3, H, W) in [0, 1])."""
+
+    @abstractmethod
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        """Rebuild the fitted module's architecture for `state`, without looking up pretrained weights."""
+
+    def _check_params(self) -> None:
+        """Validate hyper-parameters; subclasses extend it and call super()."""
+        if not isinstance(self.image_size, int) or self.image_size < 32:
+            raise ConfigError(f"image_size must be an integer >= 32, got {self.image_size!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not 0 < self.threshold_quantile <= 1:
+            raise ConfigError(f"threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
+        Resize(self.image_size, self.resize)
+        resolve_device(self.device)
+
+    # ----------------------------------------------------------------------------- parameters
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Names of the keyword hyper-parameters, read from the `__init__` signatures."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass) and issubclass(klass, Detector):
+                names += [
+                    p for p in inspect.signature(klass.__init__).parameters if p != "self" and p not in names
+                ]
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters as given to the constructor."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    @property
+    def input_resize(self) -> Resize:
+        """The resize every input goes through before the model."""
+        return Resize(self.image_size, self.resize)
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet: call fit() or load a checkpoint first"
+            )
+
+    # ----------------------------------------------------------------------------- fit
+    def fit(self, data: Any, val: Any = None, progress: bool = False) -> Self:
+        """Learn what good looks like from good images, then set the thresholds on validation images.
+
+        Args:
+            data: a `DataSplits` (its train and val parts are used), a folder of good images, a list
+                of image paths, `Record`s, or uint8 arrays (H, W, 3).
+            val: validation images in any of the same forms. Without it, a `DataSplits` gives its
+                own val part; otherwise 10% of the training images are held out.
+            progress: show progress bars.
+
+        Returns:
+            self, fitted.
+        """
+        self._check_params()
+        train, val = self._split(data, val)
+        device = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        resize = self.input_resize
+        train_loader = loader(as_dataset(train, resize), self.batch_size)
+        val_loader = loader(as_dataset(val, resize), self.batch_size)
+        logger.info("fitting %s on %d images (%d held out for validation)", self.name, len(train), len(val))
+        self.module_ = self._fit_module(train_loader, val_loader, device, progress).eval()
+        self.calibrate(val_loader, progress=progress)
+        return self
+
+    def _split(self, data: Any, val: Any) -> tuple[Any, Any]:
+        if isinstance(data, DataSplits):
+            return data.train, val if val is not None else data.val
+        if val is not None:
+            return data, val
+        if isinstance(data, str | Path) and Path(data).is_dir():
+            splits = load_folder(data, test_fraction=0.0, val_fraction=0.1, seed=self.seed)
+            return splits.train, splits.val
+        if isinstance(data, np.ndarray) and data.ndim == 4:
+            data = list(data)
+        if not isinstance(data, list | tuple) or len(data) < 2:
+            raise DataError("fit needs at least 2 good images (one is held out to set the threshold)")
+        order = np.random.default_rng(self.seed).permutation(len(data))
+        n_val = max(1, round(0.1 * len(data)))
+        return [data[i] for i in sorted(order[n_val:])], [data[i] for i in sorted(order[:n_val])]
+
+    # ----------------------------------------------------------------------------- raw inference
+    @torch.inference_mode()
+    def _raw(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        device = next(iter(self.module_.buffers()), torch.empty(0)).device
+        scores, maps = self.module_(images.to(device))
+        return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+
+    def _raw_over(
+        self, data: DataLoader, progress: bool, desc: str
+    ) -> tuple[np.ndarray, np.ndarray, list[Batch]]:
+        scores, maps, batches = [], [], []
+        for batch in progress_bar(data, progress, desc):
+            batch_scores, batch_maps = self._raw(batch.images)
+            scores.append(batch_scores)
+            maps.append(batch_maps)
+            batches.append(batch)
+        return np.concatenate(scores), np.concatenate(maps), batches
+
+    # ----------------------------------------------------------------------------- thresholds
+    def calibrate(self, val: Any, progress: bool = False) -> Self:
+        """Set the image and pixel thresholds and the score normalisers from validation images.
+
+        With labelled anomalies among them (Records with label 1), the image threshold is the
+        F1-optimal one, and the pixel threshold too when they carry masks; otherwise each is the
+        `threshold_quantile` of the good images' scores (for pixels: of each good map's maximum).
+        """
+        self._check_is_fitted()
+        data = (
+            val
+            if isinstance(val, DataLoader)
+            else loader(as_dataset(val, self.input_resize), self.batch_size)
+        )
+        if len(data.dataset) == 0:
+            raise DataError(
+                "no validation images to set the threshold on: give fit() a val set or more images"
+            )
+        scores, maps, batches = self._raw_over(data, progress, "calibrate")
+        labels = np.concatenate([b.labels.numpy() for b in batches])
+        good = labels <= 0  # unknown labels count as good: validation images come from the good set
+        self.threshold_ = adaptive_threshold(scores, np.where(good, 0, 1), self.threshold_quantile)
+        masks = [mask for b in batches for mask in b.masks]
+        geometries = [g for b in batches for g in b.geometries]
+        pixel_truth = [
+            (geometry.crop_content(m), geometry.crop_content(mask.numpy()))
+            for m, mask, geometry in zip(maps, masks, geometries, strict=True)
+            if mask is not None
+        ]
+        anomalous_pixels = any(mask.any() for _, mask in pixel_truth)
+        if anomalous_pixels and (~good).any():
+            flat_maps = np.concatenate([m.ravel() for m, _ in pixel_truth])
+            flat_masks = np.concatenate([mask.ravel() for _, mask in pixel_truth])
+            self.pixel_threshold_: Threshold = F1Threshold().fit(flat_maps, flat_masks.astype(int))
+        else:
+            self.pixel_threshold_ = QuantileThreshold(self.threshold_quantile).fit(
+                maps[good].max(axis=(1, 2))
+            )
+        self._fit_normalizers(scores[good], maps[good].max(axis=(1, 2)))
+        logger.info(
+            "image threshold %.4g, pixel threshold %.4g", self.threshold_.value_, self.pixel_threshold_.value_
+        )
+        return self
+
+    def _fit_normalizers(self, good_scores: np.ndarray, good_map_maxima: np.ndarray) -> None:
+        self.good_scores_ = np.asarray(good_scores, dtype=np.float64)
+        self.good_map_maxima_ = np.asarray(good_map_maxima, dtype=np.float64)
+        self.normalizer_ = ScoreNormalizer().fit(self.threshold_.value_, self.good_scores_)
+        self.pixel_normalizer_ = ScoreNormalizer().fit(self.pixel_threshold_.value_, self.good_map_maxima_)
+
+    def set_threshold(self, image: float | None = None, pixel: float | None = None) -> Self:
+        """Fix the image and/or pixel threshold to a raw score chosen by the user."""
+        self._check_is_fitted()
+        if image is not None:
+            self.threshold_ = FixedThreshold(image).fit(self.good_scores_)
+        if pixel is not None:
+            self.pixel_threshold_ = FixedThreshold(pixel).fit(self.good_map_maxima_)
+        self._fit_normalizers(self.good_scores_, self.good_map_maxima_)
+        return self
+
+    # ----------------------------------------------------------------------------- predict
+    def postprocess(
+        self, raw_score: np.ndarray, raw_map: np.ndarray, geometries: list[Geometry]
+    ) -> Prediction:
+        """Normalise raw outputs and apply the thresholds (the one post-processing path)."""
+        score = self.normalizer_.transform(np.asarray(raw_score, dtype=np.float64))
+        anomaly_map = self.pixel_normalizer_.transform(np.asarray(raw_map, dtype=np.float32))
+        return Prediction(
+            raw_score=raw_score,
+            raw_map=raw_map,
+            score=score,
+            anomaly_map=anomaly_map,
+            label=score >= 0.5,
+            mask=anomaly_map >= 0.5,
+            geometries=list(geometries),
+        )
+
+    def iter_predict(
+        self, images: Any, batch_size: int | None = None, progress: bool = False
+    ) -> Iterator[tuple[Batch, Prediction]]:
+        """Predict batch by batch, so folders of any size stream through in bounded memory."""
+        self._check_is_fitted()
+        data = loader(as_dataset(images, self.input_resize), batch_size or self.batch_size)
+        for batch in progress_bar(data, progress, "predict"):
+            raw_score, raw_map = self._raw(batch.images)
+            yield batch, self.postprocess(raw_score, raw_map, batch.geometries)
+
+    def predict(self, images: Any, batch_size: int | None = None, progress: bool = False) -> Prediction:
+        """Score images: paths, a folder, `Record`s, uint8 arrays (H, W, 3), or a dataset.
+
+        Returns:
+            A `Prediction` over all images, maps at the model input size.
+        """
+        parts = [p for _, p in self.iter_predict(images, batch_size, progress)]
+        return Prediction(
+            **{
+                field: np.concatenate([getattr(p, field) for p in parts])
+                for field in ("raw_score", "raw_map", "score", "anomaly_map", "label", "mask")
+            },
+            geometries=[g for p in parts for g in p.geometries],
+        )
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def save(self, path: str | Path, force: bool = False) -> Path:
+        """Write the fitted detector to one file: params, weights, thresholds, normalisers, input spec."""
+        self._check_is_fitted()
+        path = Path(path)
+        if path.exists() and not force:
+            raise CheckpointError(f"checkpoint {path} exists; pass force=True (--force) to overwrite it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint = {
+            "format_version": FORMAT_VERSION,
+            "defectlens_version": __version__,
+            "detector": self.name,
+            "params": self.get_params(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
+            "post": {
+                "threshold": self.threshold_.to_dict(),
+                "pixel_threshold": self.pixel_threshold_.to_dict(),
+                "good_scores": self.good_scores_.tolist(),
+                "good_map_maxima": self.good_map_maxima_.tolist(),
+            },
+        }
+        torch.save(checkpoint, path)
+        return path
+
+
+def load(path: str | Path) -> Detector:
+    """Rebuild a fitted detector from a checkpoint written by `Detector.save`.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or not a defectlens checkpoint.
+    """
+    from defectlens.models.registry import detector_class
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a corrupt file
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    if not isinstance(checkpoint, dict) or "format_version" not in checkpoint:
+        raise CheckpointError(f"{path} is not a defectlens checkpoint")
+    if checkpoint["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {checkpoint['format_version']}; this defectlens reads up to "
+            f"{FORMAT_VERSION}: upgrade defectlens"
+        )
+    if checkpoint["defectlens_version"] != __version__:
+        logger.warning("checkpoint %s was written by defectlens %s", path, checkpoint["defectlens_version"])
+    detector = detector_class(checkpoint["detector"])(**checkpoint["params"])
+    module = detector._build_module(checkpoint["state_dict"])
+    module.load_state_dict(checkpoint["state_dict"])
+    detector.module_ = module.to(resolve_device(detector.device)).eval()
+    post = checkpoint["post"]
+    detector.threshold_ = Threshold.from_dict(post["threshold"])
+    detector.pixel_threshold_ = Threshold.from_dict(post["pixel_threshold"])
+    detector._fit_normalizers(np.asarray(post["good_scores"]), np.asarray(post["good_map_maxima"]))
+    return detector
+
+
+__all__ = ["Detector", "Prediction", "Record", "load", "resolve_device"]

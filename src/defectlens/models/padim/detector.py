@@ -1,0 +1,119 @@
+"""PaDiM (Defard et al., "PaDiM: a Patch Distribution Modeling Framework", ICPR 2020)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
+from defectlens.errors import ConfigError
+from defectlens.models.base import Detector, progress_bar
+from defectlens.models.padim.torch_model import PadimModel
+from defectlens.models.registry import register
+
+
+@register("padim")
+class Padim(Detector):
+    """A multivariate Gaussian per feature-map position; the score is the Mahalanobis distance.
+
+    Args:
+        backbone: timm model name of the frozen feature extractor.
+        layers: backbone layers to concatenate (timm `feature_info` indices).
+        weights: backbone weight file; `None` uses packaged or cached ImageNet weights.
+        n_features: size of the random channel subset (the paper's dimensionality reduction).
+        regularization: epsilon added to each covariance diagonal so it is invertible.
+        blur_sigma: Gaussian smoothing of the anomaly map in pixels.
+        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        layers: tuple[int, ...] = (1, 2, 3),
+        weights: str | None = None,
+        n_features: int = 100,
+        regularization: float = 0.01,
+        blur_sigma: float = 4.0,
+        *,
+        image_size: int = 256,
+        resize: str = "squash",
+        batch_size: int = 8,
+        threshold_quantile: float = 0.99,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            resize=resize,
+            batch_size=batch_size,
+            threshold_quantile=threshold_quantile,
+            seed=seed,
+            device=device,
+        )
+        self.backbone = backbone
+        self.layers = layers
+        self.weights = weights
+        self.n_features = n_features
+        self.regularization = regularization
+        self.blur_sigma = blur_sigma
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not isinstance(self.n_features, int) or self.n_features < 1:
+            raise ConfigError(f"n_features must be a positive integer, got {self.n_features!r}")
+        if self.regularization <= 0:
+            raise ConfigError(
+                f"regularization must be > 0 so covariances are invertible, got {self.regularization}"
+            )
+        if self.blur_sigma < 0:
+            raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+
+    def _module(self, pretrained: bool, state: Mapping[str, torch.Tensor] | None = None) -> PadimModel:
+        weights = Path(self.weights) if self.weights else None
+        extractor = FeatureExtractor(self.backbone, tuple(self.layers), weights, pretrained=pretrained)
+        if state is None:
+            total = sum(extractor.channels)
+            if self.n_features > total:
+                raise ConfigError(
+                    f"n_features must be at most the {total} channels of layers {tuple(self.layers)}, "
+                    f"got {self.n_features}"
+                )
+            generator = torch.Generator().manual_seed(self.seed)
+            channels = torch.randperm(total, generator=generator)[: self.n_features].sort().values
+            empty = torch.empty(0)
+            return PadimModel(extractor, channels, empty, empty, self.blur_sigma)
+        shapes = {k: torch.empty_like(state[k]) for k in ("channels", "mean", "inv_covariance")}
+        return PadimModel(
+            extractor, shapes["channels"], shapes["mean"], shapes["inv_covariance"], self.blur_sigma
+        )
+
+    def _fit_module(
+        self, train: DataLoader, val: DataLoader, device: torch.device, progress: bool
+    ) -> nn.Module:
+        module = self._module(True).to(device)
+        count, total, outer = 0, None, None
+        with torch.inference_mode():
+            for batch in progress_bar(train, progress, "features"):
+                embedding = module.embed(batch.images.to(device)).double()
+                vectors = embedding.flatten(2).permute(2, 0, 1)  # (P, B, C)
+                batch_sum, batch_outer = vectors.sum(1), torch.bmm(vectors.transpose(1, 2), vectors)
+                total = batch_sum if total is None else total + batch_sum
+                outer = batch_outer if outer is None else outer + batch_outer
+                count += vectors.shape[1]
+        if count < 2:
+            raise ConfigError(f"PaDiM needs at least 2 training images to estimate covariances, got {count}")
+        mean = total / count
+        covariance = (outer - count * mean[:, :, None] * mean[:, None, :]) / (count - 1)
+        covariance += self.regularization * torch.eye(
+            covariance.shape[-1], dtype=covariance.dtype, device=device
+        )
+        module.mean = mean.float()
+        module.inv_covariance = torch.linalg.inv(covariance).float()
+        return module
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._module(False, state)

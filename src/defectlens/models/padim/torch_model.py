@@ -1,0 +1,55 @@
+"""PaDiM as a pure torch module: per-position Gaussians over a random channel subset."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from defectlens.backbones import FeatureExtractor
+from defectlens.models.smoothing import upsample_and_blur
+
+
+class PadimModel(nn.Module):
+    """Maps images (B, 3, H, W) in [0, 1] to image scores (B,) and Mahalanobis maps (B, H, W).
+
+    Args:
+        extractor: frozen backbone returning the layers to concatenate.
+        channels: (C,) indices of the concatenated channels kept (the paper's random subset).
+        mean: (P, C) per-position mean over good images, P = h * w of the first layer.
+        inv_covariance: (P, C, C) inverse of each position's regularised covariance.
+        blur_sigma: Gaussian smoothing of the anomaly map in pixels.
+    """
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        channels: torch.Tensor,
+        mean: torch.Tensor,
+        inv_covariance: torch.Tensor,
+        blur_sigma: float = 4.0,
+    ) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.register_buffer("channels", channels)
+        self.register_buffer("mean", mean)
+        self.register_buffer("inv_covariance", inv_covariance)
+        self.blur_sigma = blur_sigma
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Concatenated, channel-subsampled features (B, C, h, w) at the first layer's resolution."""
+        features = self.extractor(images)
+        size = features[0].shape[-2:]
+        features = [
+            f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="nearest") for f in features
+        ]
+        return torch.cat(features, dim=1).index_select(1, self.channels)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.embed(images)
+        batch, channels, height, width = embedding.shape
+        delta = embedding.reshape(batch, channels, -1).permute(2, 0, 1) - self.mean[:, None]  # (P, B, C)
+        squared = (torch.bmm(delta, self.inv_covariance) * delta).sum(-1)  # (P, B)
+        distances = squared.clamp_min(0).sqrt().T.reshape(batch, height, width)
+        maps = upsample_and_blur(distances, images.shape[-2:], self.blur_sigma)
+        return maps.amax(dim=(1, 2)), maps

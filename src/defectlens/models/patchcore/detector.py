@@ -1,0 +1,109 @@
+"""PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
+from defectlens.errors import ConfigError
+from defectlens.models.base import Detector, progress_bar
+from defectlens.models.patchcore.sampler import KCenterGreedy
+from defectlens.models.patchcore.torch_model import PatchCoreModel
+from defectlens.models.registry import register
+
+logger = logging.getLogger(__name__)
+
+
+@register("patchcore")
+class PatchCore(Detector):
+    """Nearest-neighbour distance of each patch to a coreset of good patches.
+
+    Args:
+        backbone: timm model name of the frozen feature extractor.
+        layers: two or more mid-level backbone layers (timm `feature_info` indices).
+        weights: backbone weight file; `None` uses packaged or cached ImageNet weights.
+        coreset_ratio: fraction of the training patches kept in the memory bank, in (0, 1].
+        projection_dim: random projection size used for coreset selection (0: none).
+        num_neighbors: neighbourhood size of the image-score re-weighting.
+        blur_sigma: Gaussian smoothing of the anomaly map in pixels.
+        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        layers: tuple[int, ...] = (2, 3),
+        weights: str | None = None,
+        coreset_ratio: float = 0.1,
+        projection_dim: int = 128,
+        num_neighbors: int = 9,
+        blur_sigma: float = 4.0,
+        *,
+        image_size: int = 256,
+        resize: str = "squash",
+        batch_size: int = 8,
+        threshold_quantile: float = 0.99,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            resize=resize,
+            batch_size=batch_size,
+            threshold_quantile=threshold_quantile,
+            seed=seed,
+            device=device,
+        )
+        self.backbone = backbone
+        self.layers = layers
+        self.weights = weights
+        self.coreset_ratio = coreset_ratio
+        self.projection_dim = projection_dim
+        self.num_neighbors = num_neighbors
+        self.blur_sigma = blur_sigma
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if len(self.layers) < 2:
+            raise ConfigError(
+                f"layers must name at least two backbone layers for PatchCore, got {self.layers}"
+            )
+        if not isinstance(self.num_neighbors, int) or self.num_neighbors < 1:
+            raise ConfigError(f"num_neighbors must be a positive integer, got {self.num_neighbors!r}")
+        if self.blur_sigma < 0:
+            raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        self._sampler()._check()
+
+    def _sampler(self) -> KCenterGreedy:
+        return KCenterGreedy(ratio=self.coreset_ratio, projection_dim=self.projection_dim, seed=self.seed)
+
+    def _module(self, pretrained: bool, memory_bank: torch.Tensor) -> PatchCoreModel:
+        weights = Path(self.weights) if self.weights else None
+        extractor = FeatureExtractor(self.backbone, tuple(self.layers), weights, pretrained=pretrained)
+        return PatchCoreModel(extractor, memory_bank, self.num_neighbors, self.blur_sigma)
+
+    def _fit_module(
+        self, train: DataLoader, val: DataLoader, device: torch.device, progress: bool
+    ) -> nn.Module:
+        module = self._module(True, torch.empty(0)).to(device)
+        with torch.inference_mode():
+            patches = [
+                module.embed(batch.images.to(device)).permute(0, 2, 3, 1).flatten(0, 2).cpu()
+                for batch in progress_bar(train, progress, "features")
+            ]
+        features = torch.cat(patches)
+        del patches
+        self.n_patches_ = len(features)
+        coreset = self._sampler().select(features, progress=progress)
+        module.memory_bank = features[coreset].contiguous().to(device)
+        logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
+        return module
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._module(False, torch.empty_like(state["memory_bank"]))

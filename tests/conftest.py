@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny generated MVTec-layout dataset with a visible defect, and the real-data root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def texture(seed: int, size: tuple[int, int] = (72, 96)) -> np.ndarray:
+    """A smooth grey texture like a machined surface: good parts differ only by noise."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    rows = np.linspace(0, 6 * np.pi, h)[:, None]
+    base = 120 + 40 * np.sin(rows + rng.uniform(0, 0.3)) + rng.normal(0, 4, (h, w))
+    return np.clip(np.repeat(base[..., None], 3, axis=2), 0, 255).astype(np.uint8)
+
+
+def with_scratch(image: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Paint a bright diagonal scratch and return the image and its mask."""
+    rng = np.random.default_rng(seed)
+    out, mask = image.copy(), np.zeros(image.shape[:2], np.uint8)
+    h, w = mask.shape
+    r0, c0 = rng.integers(10, h // 2), rng.integers(10, w // 2)
+    for t in range(24):
+        r, c = r0 + t // 2, c0 + t
+        out[r : r + 3, c : c + 3] = 255
+        mask[r : r + 3, c : c + 3] = 255
+    return out, mask
+
+
+@pytest.fixture(scope="session")
+def tiny_mvtec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train/good 16, test/good 4, test/scratch 4 with masks; non-square 72x96 images."""
+    root = tmp_path_factory.mktemp("tiny_mvtec")
+    for folder in ("train/good", "test/good", "test/scratch", "ground_truth/scratch"):
+        (root / folder).mkdir(parents=True)
+    for i in range(16):
+        Image.fromarray(texture(i)).save(root / "train/good" / f"{i:03d}.png")
+    for i in range(4):
+        Image.fromarray(texture(100 + i)).save(root / "test/good" / f"g{i}.png")
+        image, mask = with_scratch(texture(200 + i), i)
+        Image.fromarray(image).save(root / "test/scratch" / f"s{i}.png")
+        Image.fromarray(mask).save(root / "ground_truth/scratch" / f"s{i}_mask.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def magnetic_tile() -> Path:
+    root = SHARED_DATA / "mtd" / "magnetic_tile"
+    if not (root / "train" / "good").is_dir():
+        pytest.skip(f"real data not found at {root} (see shared/data/README.md)")
+    return root
