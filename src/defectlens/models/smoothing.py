@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
-from torchvision.transforms.v2.functional import gaussian_blur
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D Gaussian of `sigma` pixels, truncated at 4 sigma like scipy.ndimage.gaussian_filter; sums to 1."""
+    radius = int(4 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
 
 
 def upsample_and_blur(patch_scores: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
-    """(B, h, w) patch scores -> (B, H, W) map: bilinear upsampling, then a Gaussian of `sigma` pixels."""
+    """(B, h, w) patch scores -> (B, H, W) map: bilinear upsampling, then a Gaussian of `sigma` pixels.
+
+    The Gaussian runs as two 1-D convolutions with reflected borders: 2k instead of k^2 multiplications
+    per pixel, which matters at 256 px with sigma 4 (k = 33).
+    """
     maps = F.interpolate(patch_scores[:, None], size=size, mode="bilinear", align_corners=False)
     if sigma > 0:
-        kernel = 2 * int(4 * sigma + 0.5) + 1  # covers +-4 sigma, as scipy's gaussian_filter does
-        maps = gaussian_blur(maps, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+        kernel = gaussian_kernel(sigma).to(maps)
+        radius = len(kernel) // 2
+        maps = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+        maps = F.conv2d(F.pad(maps, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
     return maps[:, 0]

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from defectlens.errors import ConfigError
-from defectlens.models.patchcore.sampler import KCenterGreedy, pairwise_distances
+from defectlens.models.patchcore.distances import pairwise_distances
+from defectlens.models.patchcore.sampler import KCenterGreedy
 
 
 def naive_k_center(points: torch.Tensor, target: int, start: int) -> list[int]:

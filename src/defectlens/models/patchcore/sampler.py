@@ -33,14 +33,9 @@ import torch
 from tqdm.auto import tqdm
 
 from defectlens.errors import ConfigError
+from defectlens.models.patchcore.distances import nearest_of, pairwise_distances
 
 logger = logging.getLogger(__name__)
-
-
-def pairwise_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances (len(a), len(b)) by one matrix product: cheaper than torch.cdist on a CPU."""
-    squared = (a * a).sum(1, keepdim=True) - 2.0 * (a @ b.T) + (b * b).sum(1)
-    return squared.clamp_min_(0).sqrt_()
 
 
 class KCenterGreedy:
@@ -121,7 +116,7 @@ class KCenterGreedy:
         with tqdm(total=target, desc="coreset", unit="centre", leave=False, disable=not progress) as bar:
             centres = self._exact(points, squared, min_dist, assign, exact_target, bar)
             if len(centres) < target:
-                centres = self._partitioned(points, min_dist, assign, centres, target, bar)
+                centres = self._partitioned(points, squared, min_dist, assign, centres, target, bar)
         return centres
 
     def _exact(
@@ -163,10 +158,8 @@ class KCenterGreedy:
             # A point can only come closer to a new centre c than to its own centre a if d(c, a) < 2 r(x).
             nearest_new = pairwise_distances(new_points, points[centres]).amin(0)
             rows = (nearest_new[assign] < 2 * min_dist).nonzero().squeeze(1)
-        new_squared = squared[new]
         for chunk in rows.split(self.chunk_size):
-            block = squared[chunk, None] - 2.0 * (points[chunk] @ new_points.T) + new_squared
-            best, nearest = block.clamp_min_(0).sqrt_().min(1)
+            best, nearest = nearest_of(points[chunk], squared[chunk], new_points)
             closer = best < min_dist[chunk]
             min_dist[chunk[closer]] = best[closer]
             assign[chunk[closer]] = len(centres) + nearest[closer]
@@ -176,6 +169,7 @@ class KCenterGreedy:
     def _partitioned(
         self,
         points: torch.Tensor,
+        squared: torch.Tensor,
         min_dist: torch.Tensor,
         assign: torch.Tensor,
         pivots: torch.Tensor,
@@ -186,7 +180,12 @@ class KCenterGreedy:
         order = torch.argsort(assign, stable=True)  # points grouped by pivot cell
         ends = torch.bincount(assign, minlength=len(pivots)).cumsum(0).tolist()
         starts = [0, *ends[:-1]]
-        points, min_dist, cell = points[order], min_dist[order].clone(), assign[order]
+        points, squared, min_dist, cell = (
+            points[order],
+            squared[order],
+            min_dist[order].clone(),
+            assign[order],
+        )
         chosen = [pivots]
         selected = len(pivots)
         while selected < target:
@@ -194,7 +193,7 @@ class KCenterGreedy:
             for c in cell[new].unique().tolist():
                 in_cell = new[cell[new] == c]
                 rows = slice(starts[c], ends[c])
-                nearest = pairwise_distances(points[rows], points[in_cell]).amin(1)
+                nearest, _ = nearest_of(points[rows], squared[rows], points[in_cell])
                 torch.minimum(min_dist[rows], nearest, out=min_dist[rows])
             min_dist[new] = -np.inf
             chosen.append(order[new])

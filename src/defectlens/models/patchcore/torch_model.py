@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from defectlens.backbones import FeatureExtractor
+from defectlens.models.patchcore.distances import nearest_of
 from defectlens.models.smoothing import upsample_and_blur
 
 
@@ -47,17 +48,17 @@ class PatchCoreModel(nn.Module):
 
     def nearest(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distance (Q,) and index (Q,) of each query's nearest memory-bank row, block by block."""
-        query_sq = (queries * queries).sum(1, keepdim=True)
+        query_sq = (queries * queries).sum(1)
         best = torch.full((len(queries),), float("inf"), device=queries.device)
         index = torch.zeros(len(queries), dtype=torch.long, device=queries.device)
         for start in range(0, len(self.memory_bank), self.bank_chunk):
-            block = self.memory_bank[start : start + self.bank_chunk]
-            squared = query_sq - 2.0 * (queries @ block.T) + (block * block).sum(1)
-            block_best, block_index = squared.min(1)
+            block_best, block_index = nearest_of(
+                queries, query_sq, self.memory_bank[start : start + self.bank_chunk]
+            )
             closer = block_best < best
             best = torch.where(closer, block_best, best)
             index = torch.where(closer, block_index + start, index)
-        return best.clamp_min(0).sqrt(), index
+        return best, index
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.embed(images)

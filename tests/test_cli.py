@@ -1,0 +1,120 @@
+"""The CLI end to end on a tiny generated dataset: train, test, predict, and the error paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from defectlens.cli import app
+
+runner = CliRunner()
+SMALL = ["--image-size", "64", "--device", "cpu", "--set", "batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_mvtec, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = runner.invoke(
+        app, ["train", "--model", "padim", "--data", str(tiny_mvtec), "--out", str(out), *SMALL]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_checkpoint_and_run_info(run_dir):
+    assert (run_dir / "model.pt").is_file()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["model"] == "padim" and info["params"]["image_size"] == 64
+    assert info["data"]["kind"] == "mvtec" and info["n_train"] + info["n_val"] == 16
+
+
+def test_train_refuses_to_overwrite_without_force(run_dir, tiny_mvtec):
+    args = ["train", "-m", "padim", "--data", str(tiny_mvtec), "--out", str(run_dir), *SMALL]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "already exists" in result.output and "--force" in result.output
+
+
+def test_test_writes_metrics_and_report(run_dir):
+    result = runner.invoke(app, ["test", "--run", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["image_auroc"] == 1.0  # painted scratches on a smooth texture
+    assert metrics["pixel_auroc"] > 0.9 and metrics["aupro"] is not None
+    assert metrics["n_images"] == 8 and metrics["per_defect_type_auroc"] == {"scratch": 1.0}
+    report = run_dir / "report"
+    assert (report / "roc.png").stat().st_size > 0 and (report / "histogram.png").stat().st_size > 0
+    assert len(list((report / "images").rglob("*.png"))) == 8
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation", "detection"])
+def test_predict_writes_one_line_per_image(run_dir, tiny_mvtec, tmp_path, task):
+    out = tmp_path / task
+    args = [
+        "predict",
+        "--run",
+        str(run_dir),
+        str(tiny_mvtec / "test" / "scratch"),
+        "--out",
+        str(out),
+        "--task",
+        task,
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 4
+    for line in lines:
+        assert {"path", "score", "label", "raw_score", "task", "overlay"} <= set(line)
+        assert line["label"] == "anomalous" and line["score"] >= 0.5
+        assert (out / line["overlay"]).is_file()
+    if task == "segmentation":
+        assert all((out / line["mask"]).is_file() for line in lines)
+    if task == "detection":
+        for line in lines:
+            assert line["boxes"], "a painted scratch must give at least one box"
+            x0, y0, x1, y1, score = line["boxes"][0]
+            assert 0 <= x0 < x1 <= 96 and 0 <= y0 < y1 <= 72 and score >= 0.5  # original 96x72 pixels
+
+
+def test_predict_bad_task_and_missing_run(run_dir, tiny_mvtec, tmp_path):
+    image = str(next((tiny_mvtec / "test" / "good").iterdir()))
+    result = runner.invoke(
+        app, ["predict", "--run", str(run_dir), image, "--out", str(tmp_path / "p"), "--task", "x"]
+    )
+    assert result.exit_code == 1 and "task must be one of" in result.output
+    result = runner.invoke(
+        app, ["predict", "--run", str(tmp_path / "nope"), image, "--out", str(tmp_path / "q")]
+    )
+    assert result.exit_code == 1 and "nope" in result.output
+
+
+def test_train_bad_layout_names_the_path(tmp_path):
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "missing" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_unknown_model_lists_models(tmp_path, tiny_mvtec):
+    result = runner.invoke(
+        app, ["train", "-m", "nope", "--data", str(tiny_mvtec), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 1 and "available models" in result.output
+
+
+def test_every_command_has_help_with_an_example():
+    for command in ("train", "test", "predict", "demo", "models"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "defectlens " + command in result.output.replace("\n", " ")
+
+
+def test_models_lists_settings():
+    result = runner.invoke(app, ["models"])
+    assert (
+        result.exit_code == 0
+        and "coreset_ratio = 0.1" in result.output
+        and "n_features = 100" in result.output
+    )
