@@ -254,16 +254,18 @@ class Detector(ABC):
             for m, mask, geometry in zip(maps, masks, geometries, strict=True)
             if mask is not None
         ]
+        # Padding added by resize="pad" is not part of the image: only the content counts.
+        good_maxima = np.array(
+            [g.crop_content(m).max() for m, g, ok in zip(maps, geometries, good, strict=True) if ok]
+        )
         anomalous_pixels = any(mask.any() for _, mask in pixel_truth)
         if anomalous_pixels and (~good).any():
             flat_maps = np.concatenate([m.ravel() for m, _ in pixel_truth])
             flat_masks = np.concatenate([mask.ravel() for _, mask in pixel_truth])
             self.pixel_threshold_: Threshold = F1Threshold().fit(flat_maps, flat_masks.astype(int))
         else:
-            self.pixel_threshold_ = QuantileThreshold(self.threshold_quantile).fit(
-                maps[good].max(axis=(1, 2))
-            )
-        self._fit_normalizers(scores[good], maps[good].max(axis=(1, 2)))
+            self.pixel_threshold_ = QuantileThreshold(self.threshold_quantile).fit(good_maxima)
+        self._fit_normalizers(scores[good], good_maxima)
         logger.info(
             "image threshold %.4g, pixel threshold %.4g", self.threshold_.value_, self.pixel_threshold_.value_
         )

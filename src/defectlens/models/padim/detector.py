@@ -100,20 +100,27 @@ class Padim(Detector):
             for batch in progress_bar(train, progress, "features"):
                 embedding = module.embed(batch.images.to(device)).double()
                 vectors = embedding.flatten(2).permute(2, 0, 1)  # (P, B, C)
-                batch_sum, batch_outer = vectors.sum(1), torch.bmm(vectors.transpose(1, 2), vectors)
-                total = batch_sum if total is None else total + batch_sum
-                outer = batch_outer if outer is None else outer + batch_outer
+                if outer is None:
+                    positions, _, channels = vectors.shape
+                    total = vectors.new_zeros(positions, channels)
+                    outer = vectors.new_zeros(positions, channels, channels)
+                total += vectors.sum(1)
+                outer.baddbmm_(vectors.transpose(1, 2), vectors)  # in place: one (P, C, C) float64 buffer
                 count += vectors.shape[1]
-        if count < 2:
-            raise ConfigError(f"PaDiM needs at least 2 training images to estimate covariances, got {count}")
-        mean = total / count
-        covariance = (outer - count * mean[:, :, None] * mean[:, None, :]) / (count - 1)
-        covariance += self.regularization * torch.eye(
-            covariance.shape[-1], dtype=covariance.dtype, device=device
-        )
-        module.mean = mean.float()
-        module.inv_covariance = torch.linalg.inv(covariance).float()
+            if count < 2:
+                raise ConfigError(f"PaDiM needs at least 2 training images for covariances, got {count}")
+            module.mean = (total / count).float()
+            module.inv_covariance = self._inverse_covariance(outer, total / count, count)
         return module
+
+    def _inverse_covariance(self, outer: torch.Tensor, mean: torch.Tensor, count: int) -> torch.Tensor:
+        """Invert the regularised covariances from the sums of outer products, in place and in chunks."""
+        covariance = outer.baddbmm_(mean[:, :, None], mean[:, None, :], alpha=-count).div_(count - 1)
+        covariance.diagonal(dim1=1, dim2=2).add_(self.regularization)
+        inverse = torch.empty(covariance.shape, dtype=torch.float32, device=covariance.device)
+        for start in range(0, len(covariance), 512):  # bounds the float64 temporaries of inv
+            inverse[start : start + 512] = torch.linalg.inv(covariance[start : start + 512])
+        return inverse
 
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         return self._module(False, state)
