@@ -239,7 +239,7 @@ def demo_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Run folder; a free name next to it is used if it exists.")
     ] = Path("runs/demo"),
-    model: ModelOpt = "padim",
+    model: ModelOpt = "patchcore",
     cell_type: Annotated[str, typer.Option(help="ELPV cells: mono, poly or both.")] = "mono",
     verbose: VerboseOpt = False,
 ) -> None:

