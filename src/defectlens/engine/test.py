@@ -96,7 +96,7 @@ def evaluate_run(
         maps if has_pixels else None,
     )
     if not has_pixels:
-        result["pixel_note"] = "no ground-truth masks for every anomalous test image: pixel metrics skipped"
+        result["pixel_note"] = "not every anomalous test image has a ground-truth mask: pixel metrics skipped"
     result["per_defect_type_auroc"] = _per_type_auroc(raw_scores, labels, types)
     result["images_per_second"] = round(len(test) / elapsed, 2)
     result["pixel_threshold"] = detector.pixel_threshold_.value_

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from defectlens import __version__
-from defectlens.data.datasets import Batch, DataSplits, Record, load_folder
+from defectlens.data.datasets import Batch, DataSplits, load_folder
 from defectlens.data.inputs import as_dataset, loader
 from defectlens.data.transforms import Geometry, Resize
 from defectlens.errors import CheckpointError, ConfigError, DataError, NotFittedError
@@ -389,4 +389,4 @@ def load(path: str | Path) -> Detector:
     return detector
 
 
-__all__ = ["Detector", "Prediction", "Record", "load", "resolve_device"]
+__all__ = ["Detector", "Prediction", "load", "resolve_device"]

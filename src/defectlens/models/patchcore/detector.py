@@ -30,6 +30,8 @@ class PatchCore(Detector):
         weights: backbone weight file; `None` uses packaged or cached ImageNet weights.
         coreset_ratio: fraction of the training patches kept in the memory bank, in (0, 1].
         projection_dim: random projection size used for coreset selection (0: none).
+        coreset_pivots: centres selected by exact greedy before the faster partitioned selection takes
+            over; 0 makes the whole selection exact (identical to the textbook loop, slower).
         num_neighbors: neighbourhood size of the image-score re-weighting.
         blur_sigma: Gaussian smoothing of the anomaly map in pixels.
         resize: "pad" by default: nearest-neighbour scores do not depend on position, and on the elongated
@@ -45,6 +47,7 @@ class PatchCore(Detector):
         weights: str | None = None,
         coreset_ratio: float = 0.1,
         projection_dim: int = 128,
+        coreset_pivots: int = 1000,
         num_neighbors: int = 9,
         blur_sigma: float = 4.0,
         *,
@@ -68,6 +71,7 @@ class PatchCore(Detector):
         self.weights = weights
         self.coreset_ratio = coreset_ratio
         self.projection_dim = projection_dim
+        self.coreset_pivots = coreset_pivots
         self.num_neighbors = num_neighbors
         self.blur_sigma = blur_sigma
 
@@ -84,7 +88,12 @@ class PatchCore(Detector):
         self._sampler()._check()
 
     def _sampler(self) -> KCenterGreedy:
-        return KCenterGreedy(ratio=self.coreset_ratio, projection_dim=self.projection_dim, seed=self.seed)
+        return KCenterGreedy(
+            ratio=self.coreset_ratio,
+            projection_dim=self.projection_dim,
+            pivots=self.coreset_pivots,
+            seed=self.seed,
+        )
 
     def _module(self, pretrained: bool, memory_bank: torch.Tensor) -> PatchCoreModel:
         weights = Path(self.weights) if self.weights else None
