@@ -23,8 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -34,9 +32,9 @@ def run_one(job: dict) -> dict:
     """Fit, predict and evaluate one configuration in this process."""
     import torch
 
-    from defectlens import metrics
     from defectlens.data import load_elpv, load_mvtec
     from defectlens.data.inputs import as_dataset, loader
+    from defectlens.engine import score_records
     from defectlens.models import create
 
     torch.set_num_threads(job["threads"])
@@ -60,27 +58,11 @@ def run_one(job: dict) -> dict:
     model_ips = sum(len(b) for b in preload) / (time.perf_counter() - start)
     del preload
 
-    scores, labels, maps, masks = [], [], [], []
     start = time.perf_counter()
-    for batch, prediction in detector.iter_predict(splits.test):
-        scores.append(prediction.raw_score)
-        labels.append(batch.labels.numpy())
-        for raw_map, mask, geometry in zip(
-            prediction.raw_map, batch.masks, prediction.geometries, strict=True
-        ):
-            if mask is not None:
-                maps.append(geometry.crop_content(raw_map))
-                masks.append(geometry.crop_content(mask.numpy()))
+    scored = score_records(detector, splits.test)
     end_to_end_ips = len(splits.test) / (time.perf_counter() - start)
     rss_model = peak_rss_mb()
-    with_pixels = len(masks) == len(splits.test)
-    result = metrics.evaluate(
-        np.concatenate(labels),
-        np.concatenate(scores),
-        detector.threshold_.value_,
-        masks if with_pixels else None,
-        maps if with_pixels else None,
-    )
+    result = scored.evaluate(detector.threshold_.value_)
     return {
         **job,
         "image_auroc": result["image_auroc"],

@@ -6,26 +6,15 @@ Every test skips with a message when the shared data is absent.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from defectlens import load_mvtec, metrics
+from defectlens import load_mvtec
+from defectlens.engine import score_records
 from defectlens.models import create
 
 
 def evaluate(detector, splits) -> dict:
-    scores, labels, maps, masks = [], [], [], []
-    for batch, prediction in detector.iter_predict(splits.test):
-        scores.append(prediction.raw_score)
-        labels.append(batch.labels.numpy())
-        for raw_map, mask, geometry in zip(
-            prediction.raw_map, batch.masks, prediction.geometries, strict=True
-        ):
-            maps.append(geometry.crop_content(raw_map))
-            masks.append(geometry.crop_content(mask.numpy()))
-    return metrics.evaluate(
-        np.concatenate(labels), np.concatenate(scores), detector.threshold_.value_, masks, maps
-    )
+    return score_records(detector, splits.test).evaluate(detector.threshold_.value_)
 
 
 @pytest.mark.realdata

@@ -2,7 +2,7 @@
 
 from defectlens.engine.predict import PREDICTIONS, predict_images
 from defectlens.engine.runs import CHECKPOINT, METRICS, REPORT, DataSpec, RunInfo
-from defectlens.engine.test import evaluate_run
+from defectlens.engine.test import Scored, evaluate_run, score_records
 from defectlens.engine.train import TrainResult, train
 
 __all__ = [
@@ -12,8 +12,10 @@ __all__ = [
     "REPORT",
     "DataSpec",
     "RunInfo",
+    "Scored",
     "TrainResult",
     "evaluate_run",
     "predict_images",
+    "score_records",
     "train",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from defectlens.data import read_image, records_from_paths
-from defectlens.engine.runs import CHECKPOINT, prepare_output
+from defectlens.engine.runs import CHECKPOINT, prepare_output, unique_stem
 from defectlens.models import Detector, load
 from defectlens.post.tasks import check_task, detect, segment
 from defectlens.reports import overlay, save_image
@@ -47,10 +47,7 @@ def predict_images(
         for batch, prediction in detector.iter_predict(records, progress=progress):
             for i in range(len(batch)):
                 record = records[offset + i]
-                name = record.path.stem
-                while name in used:
-                    name += "_"
-                used.add(name)
+                name = unique_stem(record.path, used)
                 lines.write(
                     json.dumps(_describe(record.path, prediction, i, task, min_area, out, name)) + "\n"
                 )

@@ -79,6 +79,15 @@ def prepare_output(path: Path, force: bool, what: str) -> Path:
     return path
 
 
+def unique_stem(path: Path, used: set[str]) -> str:
+    """The file's stem, made unique among `used` (images from several folders may share a name)."""
+    name = path.stem
+    while name in used:
+        name += "_"
+    used.add(name)
+    return name
+
+
 def write_json(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return path

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,16 @@ import numpy as np
 
 from defectlens import metrics
 from defectlens.data import Record, read_image, read_mask
-from defectlens.engine.runs import CHECKPOINT, METRICS, REPORT, DataSpec, RunInfo, prepare_output, write_json
+from defectlens.engine.runs import (
+    CHECKPOINT,
+    METRICS,
+    REPORT,
+    DataSpec,
+    RunInfo,
+    prepare_output,
+    unique_stem,
+    write_json,
+)
 from defectlens.errors import DataError
 from defectlens.models import Detector, Prediction, load
 from defectlens.post.tasks import detect
@@ -21,12 +32,48 @@ from defectlens.reports import panel, save_image, save_roc_curve, save_score_his
 logger = logging.getLogger(__name__)
 
 
-def _unique_name(record: Record, used: set[str]) -> str:
-    name = record.path.stem
-    while name in used:
-        name = f"{name}_"
-    used.add(name)
-    return name
+@dataclass
+class Scored:
+    """Raw scores of a labelled set, and maps and masks cropped to each image's content."""
+
+    raw_scores: np.ndarray
+    labels: np.ndarray
+    defect_types: list[str]
+    maps: list[np.ndarray]
+    masks: list[np.ndarray]
+
+    @property
+    def has_pixels(self) -> bool:
+        """True when every image has a ground-truth mask (all-False for good images)."""
+        return len(self.masks) == len(self.labels)
+
+    def evaluate(self, threshold: float) -> dict[str, Any]:
+        """All metrics; pixel metrics only when every image has a mask."""
+        pixels = (self.masks, self.maps) if self.has_pixels else (None, None)
+        return metrics.evaluate(self.labels, self.raw_scores, threshold, *pixels)
+
+
+def score_records(
+    detector: Detector,
+    records: list[Record],
+    on_image: Callable[[Record, Prediction, int], None] | None = None,
+    progress: bool = False,
+) -> Scored:
+    """Predict labelled records batch by batch; `on_image(record, prediction, index)` sees each image."""
+    scores, labels, types, maps, masks = [], [], [], [], []
+    offset = 0
+    for batch, prediction in detector.iter_predict(records, progress=progress):
+        scores.append(prediction.raw_score)
+        labels.append(batch.labels.numpy())
+        types += batch.defect_types
+        for i, (mask, geometry) in enumerate(zip(batch.masks, prediction.geometries, strict=True)):
+            if mask is not None:
+                maps.append(geometry.crop_content(prediction.raw_map[i]))
+                masks.append(geometry.crop_content(mask.numpy()))
+            if on_image is not None:
+                on_image(records[offset + i], prediction, i)
+        offset += len(batch)
+    return Scored(np.concatenate(scores), np.concatenate(labels), types, maps, masks)
 
 
 def write_panel(path: Path, record: Record, prediction: Prediction, index: int, min_area: int) -> None:
@@ -61,43 +108,26 @@ def evaluate_run(
     if not test:
         raise DataError(f"the test split of {spec.describe()} is empty: nothing to evaluate")
     report_dir = prepare_output(run / REPORT, force, "report folder") if report else None
-    scores, labels, types, maps, masks = [], [], [], [], []
     used: set[str] = set()
-    report_seconds, start, offset = 0.0, time.perf_counter(), 0
-    for batch, prediction in detector.iter_predict(test, progress=progress):
-        scores.append(prediction.raw_score)
-        labels.append(batch.labels.numpy())
-        types += batch.defect_types
-        for i, (mask, geometry) in enumerate(zip(batch.masks, prediction.geometries, strict=True)):
-            if mask is not None:
-                maps.append(geometry.crop_content(prediction.raw_map[i]))
-                masks.append(geometry.crop_content(mask.numpy()))
-            if report_dir is not None:
-                tic = time.perf_counter()
-                record = test[offset + i]
-                name = _unique_name(record, used)
-                write_panel(
-                    report_dir / "images" / record.defect_type / f"{name}.png",
-                    record,
-                    prediction,
-                    i,
-                    min_area,
-                )
-                report_seconds += time.perf_counter() - tic
-        offset += len(batch)
+    report_seconds = 0.0
+
+    def report_image(record: Record, prediction: Prediction, index: int) -> None:
+        nonlocal report_seconds
+        tic = time.perf_counter()
+        name = unique_stem(record.path, used)
+        write_panel(
+            report_dir / "images" / record.defect_type / f"{name}.png", record, prediction, index, min_area
+        )
+        report_seconds += time.perf_counter() - tic
+
+    start = time.perf_counter()
+    scored = score_records(detector, test, report_image if report_dir is not None else None, progress)
     elapsed = time.perf_counter() - start - report_seconds  # decoding, model and post-processing
-    raw_scores, labels = np.concatenate(scores), np.concatenate(labels)
-    has_pixels = len(masks) == len(test)
-    result = metrics.evaluate(
-        labels,
-        raw_scores,
-        detector.threshold_.value_,
-        masks if has_pixels else None,
-        maps if has_pixels else None,
-    )
-    if not has_pixels:
+    result = scored.evaluate(detector.threshold_.value_)
+    if not scored.has_pixels:
         result["pixel_note"] = "not every anomalous test image has a ground-truth mask: pixel metrics skipped"
-    result["per_defect_type_auroc"] = _per_type_auroc(raw_scores, labels, types)
+    raw_scores, labels = scored.raw_scores, scored.labels
+    result["per_defect_type_auroc"] = _per_type_auroc(raw_scores, labels, scored.defect_types)
     result["images_per_second"] = round(len(test) / elapsed, 2)
     result["pixel_threshold"] = detector.pixel_threshold_.value_
     result["data"] = spec.describe()
