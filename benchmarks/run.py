@@ -51,10 +51,10 @@ def run_one(job: dict) -> dict:
     preload = [
         b.images for b in loader(as_dataset(splits.test[:96], detector.input_resize), detector.batch_size)
     ]
-    detector._raw(preload[0])
+    detector.score_batch(preload[0])
     start = time.perf_counter()
     for images in preload:
-        detector._raw(images)
+        detector.score_batch(images)
     model_ips = sum(len(b) for b in preload) / (time.perf_counter() - start)
     del preload
 

@@ -50,6 +50,14 @@ def test_test_writes_metrics_and_report(run_dir):
     assert len(list((report / "images").rglob("*.png"))) == 8
 
 
+def test_test_again_needs_force(run_dir):
+    # Runs after test_test_writes_metrics_and_report: metrics.json is there now.
+    result = runner.invoke(app, ["test", "--run", str(run_dir), "--no-report"])
+    assert result.exit_code == 1 and "metrics.json exists" in result.output and "--force" in result.output
+    result = runner.invoke(app, ["test", "--run", str(run_dir), "--no-report", "--force"])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("task", ["classification", "segmentation", "detection"])
 def test_predict_writes_one_line_per_image(run_dir, tiny_mvtec, tmp_path, task):
     out = tmp_path / task

@@ -182,6 +182,9 @@ def test_command(
     report: Annotated[
         bool, typer.Option(help="Write the report folder with one picture per test image.")
     ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the run's metrics.json and report/.")
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Evaluate a run on its test split: prints metrics, writes metrics.json and report/.
@@ -194,7 +197,7 @@ def test_command(
 
     def job() -> None:
         spec = DataSpec.mvtec(data) if data else None
-        result = evaluate_run(run, spec, report=report)
+        result = evaluate_run(run, spec, report=report, force=force)
         _show_metrics(result, f"{run}: {result['n_images']} test images")
         console.print(f"metrics: {run / 'metrics.json'}" + (f"   report: {run / 'report'}" if report else ""))
 

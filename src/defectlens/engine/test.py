@@ -24,7 +24,7 @@ from defectlens.engine.runs import (
     unique_stem,
     write_json,
 )
-from defectlens.errors import DataError
+from defectlens.errors import ConfigError, DataError
 from defectlens.models import Detector, Prediction, load
 from defectlens.post.tasks import detect
 from defectlens.reports import panel, save_image, save_roc_curve, save_score_histogram
@@ -92,7 +92,7 @@ def evaluate_run(
     data: DataSpec | None = None,
     report: bool = True,
     min_area: int = 16,
-    force: bool = True,
+    force: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score the test split of the run's data (or of `data`), write metrics.json and the report.
@@ -107,6 +107,8 @@ def evaluate_run(
     test = spec.load().test
     if not test:
         raise DataError(f"the test split of {spec.describe()} is empty: nothing to evaluate")
+    if (run / METRICS).exists() and not force:
+        raise ConfigError(f"{run / METRICS} exists from an earlier test; pass --force to overwrite it")
     report_dir = prepare_output(run / REPORT, force, "report folder") if report else None
     used: set[str] = set()
     report_seconds = 0.0

@@ -209,7 +209,12 @@ class Detector(ABC):
 
     # ----------------------------------------------------------------------------- raw inference
     @torch.inference_mode()
-    def _raw(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def score_batch(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The model alone on a resized batch (B, 3, H, W) in [0, 1]: raw scores (B,) and maps (B, H, W).
+
+        No decoding, resizing or post-processing: what benchmarks time and exports must reproduce.
+        """
+        self._check_is_fitted()
         device = next(iter(self.module_.buffers()), torch.empty(0)).device
         scores, maps = self.module_(images.to(device))
         return scores.float().cpu().numpy(), maps.float().cpu().numpy()
@@ -219,7 +224,7 @@ class Detector(ABC):
     ) -> tuple[np.ndarray, np.ndarray, list[Batch]]:
         scores, maps, batches = [], [], []
         for batch in progress_bar(data, progress, desc):
-            batch_scores, batch_maps = self._raw(batch.images)
+            batch_scores, batch_maps = self.score_batch(batch.images)
             scores.append(batch_scores)
             maps.append(batch_maps)
             batches.append(batch)
@@ -311,7 +316,7 @@ class Detector(ABC):
         self._check_is_fitted()
         data = loader(as_dataset(images, self.input_resize), batch_size or self.batch_size)
         for batch in progress_bar(data, progress, "predict"):
-            raw_score, raw_map = self._raw(batch.images)
+            raw_score, raw_map = self.score_batch(batch.images)
             yield batch, self.postprocess(raw_score, raw_map, batch.geometries)
 
     def predict(self, images: Any, batch_size: int | None = None, progress: bool = False) -> Prediction:
