@@ -47,7 +47,9 @@ def test_scratches_score_higher_than_good(fitted):
 
 def test_threshold_maps_to_one_half(fitted):
     detector, _, _ = fitted
-    assert detector.normalizer_.transform(np.array([detector.threshold_.value_]))[0] == pytest.approx(0.5)
+    assert detector.calibration_.normalizer.transform(np.array([detector.calibration_.threshold.value_]))[
+        0
+    ] == pytest.approx(0.5)
 
 
 def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):

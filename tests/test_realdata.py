@@ -14,7 +14,7 @@ from defectlens.models import create
 
 
 def evaluate(detector, splits) -> dict:
-    return score_records(detector, splits.test).evaluate(detector.threshold_.value_)
+    return score_records(detector, splits.test).evaluate(detector.calibration_.threshold.value_)
 
 
 @pytest.mark.realdata

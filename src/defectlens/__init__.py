@@ -1,37 +1,31 @@
 """defectlens: find defects without defect labels.
 
 Learn what good looks like from good images only, then score, localise and report what departs from it.
+Names load on first use, so the torch-free inference path (`defectlens.inference`) never imports torch.
 """
 
 __version__ = "0.1.0"
 
-from defectlens.data import DataSplits, Record, load_elpv, load_folder, load_mvtec  # noqa: E402
-from defectlens.errors import (  # noqa: E402
-    CheckpointError,
-    ConfigError,
-    DataError,
-    DefectlensError,
-    NotFittedError,
-    WeightsError,
-)
-from defectlens.models import Detector, Prediction, create, list_detectors, load  # noqa: E402
+from defectlens._lazy import lazy_exports  # noqa: E402
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "DataError",
-    "DataSplits",
-    "DefectlensError",
-    "Detector",
-    "NotFittedError",
-    "Prediction",
-    "Record",
-    "WeightsError",
-    "__version__",
-    "create",
-    "list_detectors",
-    "load",
-    "load_elpv",
-    "load_folder",
-    "load_mvtec",
-]
+_EXPORTS = {
+    **{
+        name: "defectlens.data" for name in ("DataSplits", "Record", "load_elpv", "load_folder", "load_mvtec")
+    },
+    **{
+        name: "defectlens.errors"
+        for name in (
+            "CheckpointError",
+            "ConfigError",
+            "DataError",
+            "DefectlensError",
+            "NotFittedError",
+            "WeightsError",
+        )
+    },
+    **{name: "defectlens.models" for name in ("Detector", "create", "list_detectors", "load")},
+    "Prediction": "defectlens.post.prediction",
+    "Inferencer": "defectlens.inference",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *sorted(_EXPORTS)]

@@ -140,6 +140,10 @@ def train_command(
     settings: SetOpt = None,
     config: Annotated[Path | None, typer.Option(help="JSON file of model settings (a run's params).")] = None,
     force: ForceOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue an interrupted training in --out (same model, settings and data)."),
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fit a detector on good images and save it to a run folder.
@@ -149,6 +153,8 @@ def train_command(
         defectlens train --model patchcore --data ../shared/data/mtd/magnetic_tile --out runs/tile
 
         defectlens train -m padim --good ok/ --abnormal scratch/ --out runs/mine --set n_features=80
+
+        defectlens train -m stfpm --data ../shared/data/mtd/magnetic_tile --out runs/st --resume
     """
     _setup_logging(verbose)
 
@@ -164,7 +170,8 @@ def train_command(
         params.update({k: v for k, v in common.items() if v is not None})
         if weights is not None:
             params["weights"] = str(weights.resolve())
-        result = train(model, _data_spec(data, good, abnormal, masks, seed), out, params, force=force)
+        spec = _data_spec(data, good, abnormal, masks, seed)
+        result = train(model, spec, out, params, force=force, resume=resume)
         console.print(
             f"fitted [bold]{model}[/] in {result.info.fit_seconds:.1f} s on {result.info.n_train} images"
         )

@@ -9,16 +9,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from defectlens.data.datasets import (
-    Batch,
     DataSplits,
-    ImageDataset,
     Record,
-    Sample,
-    collate,
     load_folder,
     load_mvtec,
     records_from_paths,
 )
+from defectlens.data.inputs import Batch, ImageDataset, Sample, collate
 from defectlens.data.transforms import Geometry, Resize
 from defectlens.errors import ConfigError, DataError
 

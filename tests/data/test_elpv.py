@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from defectlens.data import elpv
-from defectlens.data.datasets import ImageDataset
 from defectlens.data.elpv import elpv_uncertain, load_elpv
+from defectlens.data.inputs import ImageDataset
 from defectlens.data.transforms import Resize
 from defectlens.errors import ConfigError, DataError
 

@@ -1,38 +1,21 @@
-"""Data layer: reading images, fitting them to the model input, dataset layouts and splits."""
+"""Data layer: reading images, fitting them to the model input, dataset layouts and splits.
 
-from defectlens.data.datasets import (
-    Batch,
-    DataSplits,
-    ImageDataset,
-    Record,
-    Sample,
-    collate,
-    load_folder,
-    load_mvtec,
-    records_from_paths,
-)
-from defectlens.data.elpv import elpv_uncertain, load_elpv
-from defectlens.data.io import IMAGE_SUFFIXES, check_readable, list_images, read_image, read_mask, read_size
-from defectlens.data.transforms import Geometry, Resize
+Layouts, splits, image I/O and resizing need no torch; the torch datasets load on first use.
+"""
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "Batch",
-    "DataSplits",
-    "Geometry",
-    "ImageDataset",
-    "Record",
-    "Resize",
-    "Sample",
-    "check_readable",
-    "collate",
-    "elpv_uncertain",
-    "list_images",
-    "load_elpv",
-    "load_folder",
-    "load_mvtec",
-    "read_image",
-    "read_mask",
-    "read_size",
-    "records_from_paths",
-]
+from defectlens._lazy import lazy_exports
+
+_EXPORTS = {
+    **{name: "defectlens.data.datasets" for name in ("DataSplits", "Record", "load_folder", "load_mvtec")},
+    "records_from_paths": "defectlens.data.datasets",
+    **{name: "defectlens.data.elpv" for name in ("elpv_uncertain", "load_elpv")},
+    **{
+        name: "defectlens.data.io"
+        for name in ("IMAGE_SUFFIXES", "as_rgb", "check_readable", "list_images", "read_image", "read_mask")
+    },
+    "read_size": "defectlens.data.io",
+    **{name: "defectlens.data.transforms" for name in ("Geometry", "Resize")},
+    **{name: "defectlens.data.inputs" for name in ("Batch", "ImageDataset", "Sample", "collate")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Dataset layouts, train/val/test splits and the torch ``Dataset`` that feeds the detectors.
+"""Dataset layouts and train/val/test splits (no torch: the service and the inferencer use them too).
 
 A dataset is a list of :class:`Record` (path, label, defect type, optional mask path) per split,
 gathered in :class:`DataSplits`. Loaders check the layout, and by default every file's header, when
@@ -18,33 +18,24 @@ import math
 import numbers
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from defectlens.data.io import (
     IMAGE_SUFFIXES,
     check_readable,
     is_image_file,
     list_images,
-    read_image,
-    read_mask,
     read_size,
 )
-from defectlens.data.transforms import Geometry, Resize
 from defectlens.errors import ConfigError, DataError
 
 __all__ = [
-    "Batch",
     "DataSplits",
-    "ImageDataset",
     "Record",
-    "Sample",
     "carve",
-    "collate",
     "load_folder",
     "load_mvtec",
     "records_from_paths",
@@ -501,100 +492,3 @@ def records_from_paths(inputs: Sequence[str | Path], check_files: bool = True) -
             check_readable(p)
         records.append(Record(p, UNKNOWN, ""))
     return records
-
-
-# --------------------------------------------------------------------------------------------------
-# torch Dataset
-
-
-@dataclass
-class Sample:
-    """One model-ready image.
-
-    ``mask`` is ``(S_h, S_w) bool``: all False for a normal image; the resized ground truth for an
-    anomalous image with a mask; None for an anomalous image without a mask and for unknown labels.
-    """
-
-    image: torch.Tensor  # (3, S_h, S_w) float32 in [0, 1]
-    label: int
-    mask: torch.Tensor | None
-    path: str
-    defect_type: str
-    geometry: Geometry
-
-
-@dataclass
-class Batch:
-    """A collated list of :class:`Sample`."""
-
-    images: torch.Tensor  # (B, 3, S_h, S_w) float32
-    labels: torch.Tensor  # (B,) long
-    masks: list[torch.Tensor | None] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    defect_types: list[str] = field(default_factory=list)
-    geometries: list[Geometry] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def pin_memory(self) -> Batch:
-        """Used by ``DataLoader(pin_memory=True)``."""
-        return Batch(
-            self.images.pin_memory(),
-            self.labels.pin_memory(),
-            [m.pin_memory() if m is not None else None for m in self.masks],
-            self.paths,
-            self.defect_types,
-            self.geometries,
-        )
-
-
-class ImageDataset(Dataset):
-    """Reads, resizes and labels the images of a record list (a ``torch.utils.data.Dataset``)."""
-
-    def __init__(self, records: Sequence[Record], resize: Resize) -> None:
-        self.records = list(records)
-        self.resize = resize
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i: int) -> Sample:
-        record = self.records[i]
-        rgb = read_image(record.path)
-        image, geometry = self.resize.image(rgb)
-        mask: torch.Tensor | None
-        if record.label == NORMAL:
-            mask = torch.zeros(self.resize.size, dtype=torch.bool)
-        elif record.label == ANOMALOUS and record.mask_path is not None:
-            raw = read_mask(record.mask_path)
-            if raw.shape != rgb.shape[:2]:
-                raise DataError(
-                    f"mask {record.mask_path} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image "
-                    f"{record.path} is {rgb.shape[1]}x{rgb.shape[0]}; a mask must match its image"
-                )
-            mask = torch.from_numpy(self.resize.mask(raw))
-        else:
-            mask = None
-        return Sample(
-            image=torch.from_numpy(image),
-            label=int(record.label),
-            mask=mask,
-            path=str(record.path),
-            defect_type=record.defect_type,
-            geometry=geometry,
-        )
-
-
-def collate(samples: list[Sample]) -> Batch:
-    """``DataLoader`` ``collate_fn``: stack images and labels, keep masks, paths and geometries as lists."""
-    if not samples:
-        raise ValueError("collate needs at least one sample")
-    return Batch(
-        images=torch.stack([s.image for s in samples]),
-        labels=torch.tensor([s.label for s in samples], dtype=torch.long),
-        masks=[s.mask for s in samples],
-        paths=[s.path for s in samples],
-        defect_types=[s.defect_type for s in samples],
-        geometries=[s.geometry for s in samples],
-    )

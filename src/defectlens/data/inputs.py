@@ -1,8 +1,9 @@
-"""Turn whatever a user hands to `fit`/`predict` into a dataset of resized samples."""
+"""The torch side of the data layer: model-ready samples, batches, and datasets of any user input."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,103 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from defectlens.data.datasets import ImageDataset, Record, Sample, collate, records_from_paths
-from defectlens.data.transforms import Resize
+from defectlens.data.datasets import ANOMALOUS, NORMAL, Record, records_from_paths
+from defectlens.data.io import as_rgb, read_image, read_mask
+from defectlens.data.transforms import Geometry, Resize
 from defectlens.errors import DataError
+
+
+@dataclass
+class Sample:
+    """One model-ready image.
+
+    ``mask`` is ``(S_h, S_w) bool``: all False for a normal image; the resized ground truth for an
+    anomalous image with a mask; None for an anomalous image without a mask and for unknown labels.
+    """
+
+    image: torch.Tensor  # (3, S_h, S_w) float32 in [0, 1]
+    label: int
+    mask: torch.Tensor | None
+    path: str
+    defect_type: str
+    geometry: Geometry
+
+
+@dataclass
+class Batch:
+    """A collated list of :class:`Sample`."""
+
+    images: torch.Tensor  # (B, 3, S_h, S_w) float32
+    labels: torch.Tensor  # (B,) long
+    masks: list[torch.Tensor | None] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    defect_types: list[str] = field(default_factory=list)
+    geometries: list[Geometry] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def pin_memory(self) -> Batch:
+        """Used by ``DataLoader(pin_memory=True)``."""
+        return Batch(
+            self.images.pin_memory(),
+            self.labels.pin_memory(),
+            [m.pin_memory() if m is not None else None for m in self.masks],
+            self.paths,
+            self.defect_types,
+            self.geometries,
+        )
+
+
+class ImageDataset(Dataset):
+    """Reads, resizes and labels the images of a record list (a ``torch.utils.data.Dataset``)."""
+
+    def __init__(self, records: Sequence[Record], resize: Resize) -> None:
+        self.records = list(records)
+        self.resize = resize
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Sample:
+        record = self.records[i]
+        rgb = read_image(record.path)
+        image, geometry = self.resize.image(rgb)
+        mask: torch.Tensor | None
+        if record.label == NORMAL:
+            mask = torch.zeros(self.resize.size, dtype=torch.bool)
+        elif record.label == ANOMALOUS and record.mask_path is not None:
+            raw = read_mask(record.mask_path)
+            if raw.shape != rgb.shape[:2]:
+                raise DataError(
+                    f"mask {record.mask_path} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image "
+                    f"{record.path} is {rgb.shape[1]}x{rgb.shape[0]}; a mask must match its image"
+                )
+            mask = torch.from_numpy(self.resize.mask(raw))
+        else:
+            mask = None
+        return Sample(
+            image=torch.from_numpy(image),
+            label=int(record.label),
+            mask=mask,
+            path=str(record.path),
+            defect_type=record.defect_type,
+            geometry=geometry,
+        )
+
+
+def collate(samples: list[Sample]) -> Batch:
+    """``DataLoader`` ``collate_fn``: stack images and labels, keep masks, paths and geometries as lists."""
+    if not samples:
+        raise ValueError("collate needs at least one sample")
+    return Batch(
+        images=torch.stack([s.image for s in samples]),
+        labels=torch.tensor([s.label for s in samples], dtype=torch.long),
+        masks=[s.mask for s in samples],
+        paths=[s.path for s in samples],
+        defect_types=[s.defect_type for s in samples],
+        geometries=[s.geometry for s in samples],
+    )
 
 
 class ArrayDataset(Dataset):
@@ -26,21 +121,7 @@ class ArrayDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> Sample:
-        array = np.asarray(self.images[index])
-        if array.ndim == 2:
-            array = np.repeat(array[..., None], 3, axis=2)
-        if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-            raise DataError(f"image {index} must be (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}")
-        if array.shape[2] == 1:
-            array = np.repeat(array, 3, axis=2)
-        array = array[..., :3]
-        if array.dtype != np.uint8:
-            if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-                raise DataError(
-                    f"image {index}: float arrays must hold values in [0, 1], dtype {array.dtype}"
-                )
-            array = np.round(array * 255).astype(np.uint8)
-        image, geometry = self.resize.image(np.ascontiguousarray(array))
+        image, geometry = self.resize.image(as_rgb(self.images[index], f"image {index}"))
         return Sample(
             image=torch.from_numpy(image),
             label=-1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -190,6 +191,28 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     else:  # CMYK, YCbCr, LAB, HSV, ...
         rgb = np.asarray(img.convert("RGB"))
     return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def as_rgb(array: Any, name: str = "image") -> np.ndarray:
+    """An in-memory image as ``(H, W, 3) uint8`` RGB: uint8 ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or
+    ``(H, W, 4)`` (alpha dropped), or float arrays with values in ``[0, 1]``.
+
+    Raises:
+        DataError: naming `name`, for any other shape, a non-numeric array or floats outside [0, 1].
+    """
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        raise DataError(f"{name} must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {array.shape}")
+    if array.dtype != np.uint8:
+        numeric = array.dtype.kind in "fiu" and np.isfinite(array).all()
+        if not numeric or array.min() < 0 or array.max() > 1:
+            raise DataError(f"{name}: non-uint8 arrays must hold numbers in [0, 1], got dtype {array.dtype}")
+        array = np.round(array * 255).astype(np.uint8)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array[..., :3])
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -1,21 +1,18 @@
-"""Train, test and predict: the jobs the CLI runs, as plain functions."""
+"""Train, test, predict and export: the jobs the CLI runs, as plain functions.
 
-from defectlens.engine.predict import PREDICTIONS, predict_images
-from defectlens.engine.runs import CHECKPOINT, METRICS, REPORT, DataSpec, RunInfo
-from defectlens.engine.test import Scored, evaluate_run, score_records
-from defectlens.engine.train import TrainResult, train
+Names load on first use: predicting from an exported artefact must not import torch.
+"""
 
-__all__ = [
-    "CHECKPOINT",
-    "METRICS",
-    "PREDICTIONS",
-    "REPORT",
-    "DataSpec",
-    "RunInfo",
-    "Scored",
-    "TrainResult",
-    "evaluate_run",
-    "predict_images",
-    "score_records",
-    "train",
-]
+from defectlens._lazy import lazy_exports
+
+_EXPORTS = {
+    **{name: "defectlens.engine.predict" for name in ("PREDICTIONS", "predict_images")},
+    **{
+        name: "defectlens.engine.runs"
+        for name in ("CHECKPOINT", "METRICS", "REPORT", "TRAINING_DIR", "DataSpec", "RunInfo")
+    },
+    **{name: "defectlens.engine.test" for name in ("Scored", "evaluate_run", "score_records")},
+    **{name: "defectlens.engine.train" for name in ("TrainResult", "train")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

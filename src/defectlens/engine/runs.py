@@ -18,6 +18,7 @@ CHECKPOINT = "model.pt"
 RUN_INFO = "run.json"
 METRICS = "metrics.json"
 REPORT = "report"
+TRAINING_DIR = "training"
 
 
 @dataclass(frozen=True)

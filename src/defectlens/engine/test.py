@@ -125,13 +125,13 @@ def evaluate_run(
     start = time.perf_counter()
     scored = score_records(detector, test, report_image if report_dir is not None else None, progress)
     elapsed = time.perf_counter() - start - report_seconds  # decoding, model and post-processing
-    result = scored.evaluate(detector.threshold_.value_)
+    result = scored.evaluate(detector.calibration_.threshold.value_)
     if not scored.has_pixels:
         result["pixel_note"] = "not every anomalous test image has a ground-truth mask: pixel metrics skipped"
     raw_scores, labels = scored.raw_scores, scored.labels
     result["per_defect_type_auroc"] = _per_type_auroc(raw_scores, labels, scored.defect_types)
     result["images_per_second"] = round(len(test) / elapsed, 2)
-    result["pixel_threshold"] = detector.pixel_threshold_.value_
+    result["pixel_threshold"] = detector.calibration_.pixel_threshold.value_
     result["data"] = spec.describe()
     write_json(run / METRICS, result)
     if report_dir is not None:
@@ -139,7 +139,7 @@ def evaluate_run(
         save_score_histogram(
             labels,
             raw_scores,
-            detector.threshold_.value_,
+            detector.calibration_.threshold.value_,
             report_dir / "histogram.png",
             title=f"{info.model}: scores",
         )

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from defectlens import __version__
 from defectlens.data import DataSplits
-from defectlens.engine.runs import CHECKPOINT, DataSpec, RunInfo, prepare_output
+from defectlens.engine.runs import CHECKPOINT, TRAINING_DIR, DataSpec, RunInfo, prepare_output, write_json
+from defectlens.errors import CheckpointError, ConfigError
 from defectlens.models import Detector, create
 
 logger = logging.getLogger(__name__)
+
+
+SETUP_FILE = "setup.json"
+
+
+def _check_same_setup(path: Path, model: str, params: dict[str, Any], data: DataSpec, resume: bool) -> None:
+    """Record what a run trains; a resumed run must train the same model with the same settings on the
+    same data, or its saved state would be silently mixed with another setup."""
+    setup = json.loads(json.dumps({"model": model, "params": params, "data": asdict(data)}, default=str))
+    if resume:
+        if not path.is_file():
+            raise CheckpointError(f"cannot resume: {path.parent} holds no training state of an earlier run")
+        before = json.loads(path.read_text())
+        changed = sorted(
+            key for key in set(before) | set(setup) if before.get(key) != setup.get(key)
+        ) + sorted(k for k in before.get("params", {}) if before["params"][k] != setup["params"].get(k))
+        if changed:
+            raise ConfigError(
+                f"--resume needs the same model, settings and data as the interrupted run ({path}); "
+                f"these differ: {', '.join(changed)}"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, setup)
 
 
 @dataclass
@@ -31,22 +57,30 @@ def train(
     params: dict[str, Any] | None = None,
     force: bool = False,
     progress: bool = True,
+    resume: bool = False,
 ) -> TrainResult:
     """Fit `model` on the training split of `data`; write `model.pt` and `run.json` to `out`.
 
+    Models that train for epochs keep their state in `out/training/` after each epoch; `resume=True`
+    continues an interrupted run from there (with the same model, settings and data).
+
     Raises:
-        ConfigError: `out` exists and is not empty (without `force`), or a setting is invalid.
+        ConfigError: `out` exists and is not empty (without `force` or `resume`), or a setting is invalid.
+        CheckpointError: `resume` but `out` holds no training state.
         DataError: the dataset layout is wrong.
     """
     detector = create(model, **(params or {}))
     detector._check_params()  # fail on a bad setting before any data is read
+    if resume and force:
+        raise ConfigError("--resume continues the run in the folder and --force deletes it: choose one")
     splits = data.load()
-    run = prepare_output(Path(out), force, "run folder")
+    run = Path(out) if resume else prepare_output(Path(out), force, "run folder")
+    _check_same_setup(run / TRAINING_DIR / SETUP_FILE, model, detector.get_params(), data, resume)
     logger.info("data %s\n%s", data.describe(), splits.summary())
     start = time.perf_counter()
-    detector.fit(splits, progress=progress)
+    detector.fit(splits, progress=progress, work_dir=run / TRAINING_DIR, resume=resume)
     fit_seconds = time.perf_counter() - start
-    detector.save(run / CHECKPOINT)
+    detector.save(run / CHECKPOINT, force=resume)
     info = RunInfo(
         model=model,
         params=detector.get_params(),

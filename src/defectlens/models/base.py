@@ -24,18 +24,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from defectlens import __version__
-from defectlens.data.datasets import Batch, DataSplits, load_folder
-from defectlens.data.inputs import as_dataset, loader
-from defectlens.data.transforms import Geometry, Resize
+from defectlens.data.datasets import DataSplits, load_folder
+from defectlens.data.inputs import Batch, as_dataset, loader
+from defectlens.data.transforms import Resize
 from defectlens.errors import CheckpointError, ConfigError, DataError, NotFittedError
-from defectlens.post.normalization import ScoreNormalizer
-from defectlens.post.threshold import (
-    F1Threshold,
-    FixedThreshold,
-    QuantileThreshold,
-    Threshold,
-    adaptive_threshold,
-)
+from defectlens.post.prediction import Calibration, Prediction
+from defectlens.post.threshold import F1Threshold, QuantileThreshold, Threshold, adaptive_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -43,26 +37,21 @@ FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """What a detector says about a batch of images. Higher = more anomalous everywhere.
+class FitContext:
+    """What `_fit_module` needs besides the data.
 
     Attributes:
-        raw_score: (B,) the model's own image scores.
-        raw_map: (B, H, W) the model's own anomaly maps at the model input size.
-        score: (B,) scores normalised so that the image threshold sits at 0.5.
-        anomaly_map: (B, H, W) maps normalised so that the pixel threshold sits at 0.5.
-        label: (B,) True where the image is judged anomalous (score >= 0.5).
-        mask: (B, H, W) True where a pixel is judged anomalous (anomaly_map >= 0.5).
-        geometries: where each original image sits inside the model input, to map results back.
+        device: where to fit.
+        progress: show progress bars.
+        work_dir: folder for training state of iterative models (resume after an interruption);
+            `None` keeps nothing on disk.
+        resume: continue from the state in `work_dir` instead of starting over.
     """
 
-    raw_score: np.ndarray
-    raw_map: np.ndarray
-    score: np.ndarray
-    anomaly_map: np.ndarray
-    label: np.ndarray
-    mask: np.ndarray
-    geometries: list[Geometry]
+    device: torch.device
+    progress: bool = False
+    work_dir: Path | None = None
+    resume: bool = False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -114,9 +103,7 @@ class Detector(ABC):
 
     # ----------------------------------------------------------------------------- subclass hooks
     @abstractmethod
-    def _fit_module(
-        self, train: DataLoader, val: DataLoader, device: torch.device, progress: bool
-    ) -> nn.Module:
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         """Build and fit the torch module on training batches (`Batch.images` (B, 3, H, W) in [0, 1])."""
 
     @abstractmethod
@@ -166,7 +153,14 @@ class Detector(ABC):
             )
 
     # ----------------------------------------------------------------------------- fit
-    def fit(self, data: Any, val: Any = None, progress: bool = False) -> Self:
+    def fit(
+        self,
+        data: Any,
+        val: Any = None,
+        progress: bool = False,
+        work_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> Self:
         """Learn what good looks like from good images, then set the thresholds on validation images.
 
         Args:
@@ -175,11 +169,15 @@ class Detector(ABC):
             val: validation images in any of the same forms. Without it, a `DataSplits` gives its
                 own val part; otherwise 10% of the training images are held out.
             progress: show progress bars.
+            work_dir: folder where iterative models keep their training state after each epoch.
+            resume: continue training from the state in `work_dir`.
 
         Returns:
             self, fitted.
         """
         self._check_params()
+        if resume and work_dir is None:
+            raise ConfigError("resume=True needs the work_dir that holds the training state")
         train, val = self._split(data, val)
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
@@ -187,7 +185,8 @@ class Detector(ABC):
         train_loader = loader(as_dataset(train, resize), self.batch_size)
         val_loader = loader(as_dataset(val, resize), self.batch_size)
         logger.info("fitting %s on %d images (%d held out for validation)", self.name, len(train), len(val))
-        self.module_ = self._fit_module(train_loader, val_loader, device, progress).eval()
+        context = FitContext(device, progress, Path(work_dir) if work_dir else None, resume)
+        self.module_ = self._fit_module(train_loader, val_loader, context).eval()
         self.calibrate(val_loader, progress=progress)
         return self
 
@@ -251,7 +250,7 @@ class Detector(ABC):
         scores, maps, batches = self._raw_over(data, progress, "calibrate")
         labels = np.concatenate([b.labels.numpy() for b in batches])
         good = labels <= 0  # unknown labels count as good: validation images come from the good set
-        self.threshold_ = adaptive_threshold(scores, np.where(good, 0, 1), self.threshold_quantile)
+        threshold = adaptive_threshold(scores, np.where(good, 0, 1), self.threshold_quantile)
         masks = [mask for b in batches for mask in b.masks]
         geometries = [g for b in batches for g in b.geometries]
         pixel_truth = [
@@ -267,48 +266,20 @@ class Detector(ABC):
         if anomalous_pixels and (~good).any():
             flat_maps = np.concatenate([m.ravel() for m, _ in pixel_truth])
             flat_masks = np.concatenate([mask.ravel() for _, mask in pixel_truth])
-            self.pixel_threshold_: Threshold = F1Threshold().fit(flat_maps, flat_masks.astype(int))
+            pixel_threshold: Threshold = F1Threshold().fit(flat_maps, flat_masks.astype(int))
         else:
-            self.pixel_threshold_ = QuantileThreshold(self.threshold_quantile).fit(good_maxima)
-        self._fit_normalizers(scores[good], good_maxima)
-        logger.info(
-            "image threshold %.4g, pixel threshold %.4g", self.threshold_.value_, self.pixel_threshold_.value_
-        )
+            pixel_threshold = QuantileThreshold(self.threshold_quantile).fit(good_maxima)
+        self.calibration_ = Calibration(threshold, pixel_threshold, scores[good], good_maxima)
+        logger.info("image threshold %.4g, pixel threshold %.4g", threshold.value_, pixel_threshold.value_)
         return self
-
-    def _fit_normalizers(self, good_scores: np.ndarray, good_map_maxima: np.ndarray) -> None:
-        self.good_scores_ = np.asarray(good_scores, dtype=np.float64)
-        self.good_map_maxima_ = np.asarray(good_map_maxima, dtype=np.float64)
-        self.normalizer_ = ScoreNormalizer().fit(self.threshold_.value_, self.good_scores_)
-        self.pixel_normalizer_ = ScoreNormalizer().fit(self.pixel_threshold_.value_, self.good_map_maxima_)
 
     def set_threshold(self, image: float | None = None, pixel: float | None = None) -> Self:
         """Fix the image and/or pixel threshold to a raw score chosen by the user."""
         self._check_is_fitted()
-        if image is not None:
-            self.threshold_ = FixedThreshold(image).fit(self.good_scores_)
-        if pixel is not None:
-            self.pixel_threshold_ = FixedThreshold(pixel).fit(self.good_map_maxima_)
-        self._fit_normalizers(self.good_scores_, self.good_map_maxima_)
+        self.calibration_ = self.calibration_.with_thresholds(image, pixel)
         return self
 
     # ----------------------------------------------------------------------------- predict
-    def postprocess(
-        self, raw_score: np.ndarray, raw_map: np.ndarray, geometries: list[Geometry]
-    ) -> Prediction:
-        """Normalise raw outputs and apply the thresholds (the one post-processing path)."""
-        score = self.normalizer_.transform(np.asarray(raw_score, dtype=np.float64))
-        anomaly_map = self.pixel_normalizer_.transform(np.asarray(raw_map, dtype=np.float32))
-        return Prediction(
-            raw_score=raw_score,
-            raw_map=raw_map,
-            score=score,
-            anomaly_map=anomaly_map,
-            label=score >= 0.5,
-            mask=anomaly_map >= 0.5,
-            geometries=list(geometries),
-        )
-
     def iter_predict(
         self, images: Any, batch_size: int | None = None, progress: bool = False
     ) -> Iterator[tuple[Batch, Prediction]]:
@@ -317,7 +288,7 @@ class Detector(ABC):
         data = loader(as_dataset(images, self.input_resize), batch_size or self.batch_size)
         for batch in progress_bar(data, progress, "predict"):
             raw_score, raw_map = self.score_batch(batch.images)
-            yield batch, self.postprocess(raw_score, raw_map, batch.geometries)
+            yield batch, self.calibration_.apply(raw_score, raw_map, batch.geometries)
 
     def predict(self, images: Any, batch_size: int | None = None, progress: bool = False) -> Prediction:
         """Score images: paths, a folder, `Record`s, uint8 arrays (H, W, 3), or a dataset.
@@ -325,14 +296,7 @@ class Detector(ABC):
         Returns:
             A `Prediction` over all images, maps at the model input size.
         """
-        parts = [p for _, p in self.iter_predict(images, batch_size, progress)]
-        return Prediction(
-            **{
-                field: np.concatenate([getattr(p, field) for p in parts])
-                for field in ("raw_score", "raw_map", "score", "anomaly_map", "label", "mask")
-            },
-            geometries=[g for p in parts for g in p.geometries],
-        )
+        return Prediction.concatenate([p for _, p in self.iter_predict(images, batch_size, progress)])
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, path: str | Path, force: bool = False) -> Path:
@@ -348,12 +312,7 @@ class Detector(ABC):
             "detector": self.name,
             "params": self.get_params(),
             "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
-            "post": {
-                "threshold": self.threshold_.to_dict(),
-                "pixel_threshold": self.pixel_threshold_.to_dict(),
-                "good_scores": self.good_scores_.tolist(),
-                "good_map_maxima": self.good_map_maxima_.tolist(),
-            },
+            "post": self.calibration_.to_dict(),
         }
         torch.save(checkpoint, path)
         return path
@@ -387,11 +346,8 @@ def load(path: str | Path) -> Detector:
     module = detector._build_module(checkpoint["state_dict"])
     module.load_state_dict(checkpoint["state_dict"])
     detector.module_ = module.to(resolve_device(detector.device)).eval()
-    post = checkpoint["post"]
-    detector.threshold_ = Threshold.from_dict(post["threshold"])
-    detector.pixel_threshold_ = Threshold.from_dict(post["pixel_threshold"])
-    detector._fit_normalizers(np.asarray(post["good_scores"]), np.asarray(post["good_map_maxima"]))
+    detector.calibration_ = Calibration.from_dict(checkpoint["post"])
     return detector
 
 
-__all__ = ["Detector", "Prediction", "load", "resolve_device"]
+__all__ = ["Detector", "FitContext", "Prediction", "load", "resolve_device"]

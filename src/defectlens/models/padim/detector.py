@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
 from defectlens.errors import ConfigError
-from defectlens.models.base import Detector, progress_bar
+from defectlens.models.base import Detector, FitContext, progress_bar
 from defectlens.models.padim.torch_model import PadimModel
 from defectlens.models.registry import register
 
@@ -93,9 +93,8 @@ class Padim(Detector):
             extractor, shapes["channels"], shapes["mean"], shapes["inv_covariance"], self.blur_sigma
         )
 
-    def _fit_module(
-        self, train: DataLoader, val: DataLoader, device: torch.device, progress: bool
-    ) -> nn.Module:
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
+        device, progress = context.device, context.progress
         module = self._module(True).to(device)
         count, total, outer = 0, None, None
         with torch.inference_mode():

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
 from defectlens.errors import ConfigError
-from defectlens.models.base import Detector, progress_bar
+from defectlens.models.base import Detector, FitContext, progress_bar
 from defectlens.models.patchcore.sampler import KCenterGreedy
 from defectlens.models.patchcore.torch_model import PatchCoreModel
 from defectlens.models.registry import register
@@ -100,9 +100,8 @@ class PatchCore(Detector):
         extractor = FeatureExtractor(self.backbone, tuple(self.layers), weights, pretrained=pretrained)
         return PatchCoreModel(extractor, memory_bank, self.num_neighbors, self.blur_sigma)
 
-    def _fit_module(
-        self, train: DataLoader, val: DataLoader, device: torch.device, progress: bool
-    ) -> nn.Module:
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
+        device, progress = context.device, context.progress
         module = self._module(True, torch.empty(0)).to(device)
         with torch.inference_mode():
             patches = [

@@ -1,0 +1,123 @@
+"""The one post-processing path: raw model outputs -> normalised scores, labels and masks.
+
+A `Calibration` (image and pixel thresholds plus the good validation statistics behind the score
+normalisers) is fitted once, saved in checkpoints and exported artefacts as the same dict, and applied
+by the torch detector, the torch-free inferencer and the service alike. numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from defectlens.data.transforms import Geometry
+from defectlens.errors import ConfigError
+from defectlens.post.normalization import ScoreNormalizer
+from defectlens.post.threshold import FixedThreshold, Threshold
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a detector says about a batch of images. Higher = more anomalous everywhere.
+
+    Attributes:
+        raw_score: (B,) the model's own image scores.
+        raw_map: (B, H, W) the model's own anomaly maps at the model input size.
+        score: (B,) scores normalised so that the image threshold sits at 0.5.
+        anomaly_map: (B, H, W) maps normalised so that the pixel threshold sits at 0.5.
+        label: (B,) True where the image is judged anomalous (score >= 0.5).
+        mask: (B, H, W) True where a pixel is judged anomalous (anomaly_map >= 0.5).
+        geometries: where each original image sits inside the model input, to map results back.
+    """
+
+    raw_score: np.ndarray
+    raw_map: np.ndarray
+    score: np.ndarray
+    anomaly_map: np.ndarray
+    label: np.ndarray
+    mask: np.ndarray
+    geometries: list[Geometry]
+
+    @staticmethod
+    def concatenate(parts: Sequence[Prediction]) -> Prediction:
+        """One prediction over the images of several batches."""
+        arrays = ("raw_score", "raw_map", "score", "anomaly_map", "label", "mask")
+        return Prediction(
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in arrays},
+            geometries=[g for p in parts for g in p.geometries],
+        )
+
+
+@dataclass
+class Calibration:
+    """Fitted thresholds and the statistics of good validation images that scale the scores.
+
+    Args:
+        threshold: fitted image-score threshold (raw units).
+        pixel_threshold: fitted anomaly-map threshold (raw units).
+        good_scores: raw scores of the good validation images.
+        good_map_maxima: maximum of each good validation image's anomaly map (over its content).
+    """
+
+    threshold: Threshold
+    pixel_threshold: Threshold
+    good_scores: np.ndarray
+    good_map_maxima: np.ndarray
+    normalizer: ScoreNormalizer = field(init=False, repr=False)
+    pixel_normalizer: ScoreNormalizer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.good_scores = np.asarray(self.good_scores, dtype=np.float64)
+        self.good_map_maxima = np.asarray(self.good_map_maxima, dtype=np.float64)
+        self.normalizer = ScoreNormalizer().fit(self.threshold.value_, self.good_scores)
+        self.pixel_normalizer = ScoreNormalizer().fit(self.pixel_threshold.value_, self.good_map_maxima)
+
+    def with_thresholds(self, image: float | None = None, pixel: float | None = None) -> Calibration:
+        """A copy with the image and/or pixel threshold fixed to raw values chosen by a user."""
+        return Calibration(
+            FixedThreshold(image).fit(self.good_scores) if image is not None else self.threshold,
+            FixedThreshold(pixel).fit(self.good_map_maxima) if pixel is not None else self.pixel_threshold,
+            self.good_scores,
+            self.good_map_maxima,
+        )
+
+    def apply(self, raw_score: np.ndarray, raw_map: np.ndarray, geometries: Sequence[Geometry]) -> Prediction:
+        """Normalise raw outputs and apply the thresholds."""
+        score = self.normalizer.transform(np.asarray(raw_score, dtype=np.float64))
+        anomaly_map = self.pixel_normalizer.transform(np.asarray(raw_map, dtype=np.float32))
+        return Prediction(
+            raw_score=np.asarray(raw_score),
+            raw_map=np.asarray(raw_map),
+            score=score,
+            anomaly_map=anomaly_map,
+            label=score >= 0.5,
+            mask=anomaly_map >= 0.5,
+            geometries=list(geometries),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict, as stored in checkpoints (`post`) and export manifests."""
+        return {
+            "threshold": self.threshold.to_dict(),
+            "pixel_threshold": self.pixel_threshold.to_dict(),
+            "good_scores": self.good_scores.tolist(),
+            "good_map_maxima": self.good_map_maxima.tolist(),
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Calibration:
+        """Rebuild from `to_dict` output.
+
+        Raises:
+            ConfigError: a key is missing or a threshold is not fitted.
+        """
+        missing = {"threshold", "pixel_threshold", "good_scores", "good_map_maxima"} - set(data)
+        if missing:
+            raise ConfigError(f"calibration is missing {sorted(missing)}")
+        thresholds = [Threshold.from_dict(data[key]) for key in ("threshold", "pixel_threshold")]
+        if not all(t.is_fitted for t in thresholds):
+            raise ConfigError("calibration thresholds must carry their fitted values")
+        return Calibration(*thresholds, np.asarray(data["good_scores"]), np.asarray(data["good_map_maxima"]))
