@@ -8,7 +8,9 @@ Each (model, dataset, setting) runs in a fresh subprocess so that its peak memor
 Columns: image AUROC, pixel AUROC, AUPRO (FPR <= 0.3), image F1 at the best threshold, fit seconds,
 images/s of the model on preloaded 256 px batches (as anomalib's figures are measured), images/s end to
 end (JPEG decoding, resizing, model and post-processing), peak RSS after fit + predict and for the
-whole process including the metrics.
+whole process including the metrics, and the fitted model's complexity measured on the module:
+parameters, size of its state on disk (MB) and GFLOPs per image (`defectlens info`).
+`--save-models DIR` keeps each fitted detector as DIR/<data>-<model>.pt (for benchmarks/export.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def run_one(job: dict) -> dict:
     from defectlens.data.inputs import as_dataset, loader
     from defectlens.engine import score_records
     from defectlens.models import create
+    from defectlens.models.complexity import measure
 
     torch.set_num_threads(job["threads"])
     if job["kind"] == "mvtec":
@@ -46,6 +49,8 @@ def run_one(job: dict) -> dict:
     start = time.perf_counter()
     detector.fit(splits)
     fit_seconds = time.perf_counter() - start
+    if job.get("save_models"):
+        detector.save(Path(job["save_models"]) / f"{job['name']}-{job['model']}.pt", force=True)
 
     # Model-only throughput on preloaded batches (decoding excluded), after one warm-up batch.
     preload = [
@@ -63,6 +68,7 @@ def run_one(job: dict) -> dict:
     end_to_end_ips = len(splits.test) / (time.perf_counter() - start)
     rss_model = peak_rss_mb()
     result = scored.evaluate(detector.calibration_.threshold.value_)
+    complexity = measure(detector.module_, detector.input_resize.size)
     return {
         **job,
         "image_auroc": result["image_auroc"],
@@ -77,6 +83,9 @@ def run_one(job: dict) -> dict:
         "n_train": len(splits.train),
         "n_test": len(splits.test),
         "memory_bank": getattr(detector.module_, "memory_bank", torch.empty(0)).shape[0] or None,
+        "parameters": complexity.parameters,
+        "size_mb": complexity.size_mb,
+        "gflops": complexity.gflops,
     }
 
 
@@ -98,6 +107,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="append one JSON line per result to this file")
+    parser.add_argument("--save-models", type=Path, help="keep each fitted detector in this folder")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:
@@ -137,6 +147,9 @@ def main() -> None:
         "end-to-end img/s",
         "peak RSS fit+predict MB",
         "peak RSS total MB",
+        "params",
+        "size MB",
+        "GFLOPs",
     ]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
@@ -150,6 +163,7 @@ def main() -> None:
                 "params": params,
                 "threads": args.threads,
                 "seed": args.seed,
+                "save_models": str(args.save_models.resolve()) if args.save_models else None,
             }
             done = subprocess.run(
                 [sys.executable, __file__, "--job", json.dumps(job)], env=env, capture_output=True, text=True
@@ -168,6 +182,9 @@ def main() -> None:
                 row["end_to_end_img_s"],
                 row["peak_rss_fit_predict_mb"],
                 row["peak_rss_total_mb"],
+                f"{row['parameters']:,}",
+                row["size_mb"],
+                row["gflops"],
             ]
             print(f"| {name} | {model} | " + " | ".join(fmt(c) for c in cells) + " |", flush=True)
             if args.out:

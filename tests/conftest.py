@@ -55,3 +55,20 @@ def magnetic_tile() -> Path:
     if not (root / "train" / "good").is_dir():
         pytest.skip(f"real data not found at {root} (see shared/data/README.md)")
     return root
+
+
+@pytest.fixture(scope="session")
+def quick():
+    """A factory of detectors sized for unit tests (see `quick_detector`)."""
+    return quick_detector
+
+
+def quick_detector(name: str, **params):
+    """Detector `name` sized for unit tests: 64 px on the CPU, and 2 epochs where it trains for epochs
+    (as sklearn's checks shorten max_iter): a generic rule, not one per model name."""
+    from defectlens.models import create, detector_class
+
+    settings = {"image_size": 64, "batch_size": 4, "device": "cpu"}
+    if "max_epochs" in detector_class(name).param_names():
+        settings["max_epochs"] = 2
+    return create(name, **{**settings, **params})

@@ -114,7 +114,7 @@ def test_train_unknown_model_lists_models(tmp_path, tiny_mvtec):
 
 
 def test_every_command_has_help_with_an_example():
-    for command in ("train", "test", "predict", "demo", "models"):
+    for command in ("train", "test", "predict", "demo", "models", "export", "info"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "defectlens " + command in result.output.replace("\n", " ")
 
@@ -126,3 +126,43 @@ def test_models_lists_settings():
         and "coreset_ratio = 0.1" in result.output
         and "n_features = 100" in result.output
     )
+
+
+def test_export_then_predict_from_the_export(run_dir, tiny_mvtec, tmp_path):
+    export = tmp_path / "onnx"
+    result = runner.invoke(app, ["export", "--run", str(run_dir), "--format", "onnx", "--out", str(export)])
+    assert result.exit_code == 0, result.output
+    images = str(tiny_mvtec / "test" / "scratch")
+    for source, out in ((["--model", str(export)], "from_export"), (["--run", str(run_dir)], "from_run")):
+        result = runner.invoke(app, ["predict", *source, images, "--out", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+    lines = {
+        out: [json.loads(x) for x in (tmp_path / out / "predictions.jsonl").read_text().splitlines()]
+        for out in ("from_export", "from_run")
+    }
+    assert [x["score"] for x in lines["from_export"]] == pytest.approx(
+        [x["score"] for x in lines["from_run"]], abs=1e-3
+    )
+    assert [x["label"] for x in lines["from_export"]] == [x["label"] for x in lines["from_run"]]
+
+
+def test_export_and_predict_errors(run_dir, tiny_mvtec, tmp_path):
+    image = str(next((tiny_mvtec / "test" / "good").iterdir()))
+    result = runner.invoke(app, ["export", "--run", str(tmp_path / "gone"), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 1 and "gone" in result.output
+    result = runner.invoke(app, ["export", "--run", str(run_dir), "-f", "pmml", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 1 and "format must be one of" in result.output
+    result = runner.invoke(app, ["predict", image, "--out", str(tmp_path / "p")])
+    assert result.exit_code == 1 and "exactly one of --run" in result.output
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path), image, "--out", str(tmp_path / "p")])
+    assert result.exit_code == 1 and "holds no model" in " ".join(result.output.split())
+
+
+def test_info_measures_models_and_runs(run_dir):
+    result = runner.invoke(app, ["info", "-m", "padim", "--image-size", "64", "--train-images", "10"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "padim" in line)
+    # Lite0 up to stage 3: its parameter count, measured on the module
+    assert "700,768" in row
+    result = runner.invoke(app, ["info", "--run", str(run_dir)])
+    assert result.exit_code == 0 and "padim" in result.output

@@ -13,9 +13,9 @@ SMALL = {"image_size": 64, "batch_size": 4, "device": "cpu"}
 
 
 @pytest.fixture(scope="module", params=list_detectors())
-def fitted(request, tiny_mvtec):
+def fitted(request, tiny_mvtec, quick):
     splits = load_mvtec(tiny_mvtec, val_fraction=0.25)
-    detector = create(request.param, **SMALL)
+    detector = quick(request.param)
     return detector, detector.fit(splits), splits
 
 

@@ -1,4 +1,7 @@
-"""The `defectlens` command: a thin layer over the engine functions."""
+"""The `defectlens` command: a thin layer over the engine functions.
+
+Commands import what they use when they run, so `defectlens predict --model EXPORT` never loads torch.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from defectlens import __version__
-from defectlens.engine import DataSpec, evaluate_run, predict_images, train
+from defectlens.engine.runs import DataSpec
 from defectlens.errors import ConfigError, DefectlensError
-from defectlens.models import detector_class, list_detectors
 
 app = typer.Typer(
     help="Find defects without defect labels: learn what good looks like, then score and localise.",
@@ -159,6 +161,8 @@ def train_command(
     _setup_logging(verbose)
 
     def job() -> None:
+        from defectlens.engine.train import train
+
         params = _parse_settings(settings, config)
         common = {
             "image_size": image_size,
@@ -203,6 +207,8 @@ def test_command(
     _setup_logging(verbose)
 
     def job() -> None:
+        from defectlens.engine.test import evaluate_run
+
         spec = DataSpec.mvtec(data) if data else None
         result = evaluate_run(run, spec, report=report, force=force)
         _show_metrics(result, f"{run}: {result['n_images']} test images")
@@ -217,7 +223,16 @@ def predict_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for predictions.jsonl, masks and overlays.")
     ],
-    run: Annotated[Path, typer.Option("--run", "-r", help="Run folder written by `defectlens train`.")],
+    run: Annotated[
+        Path | None, typer.Option("--run", "-r", help="Run folder written by `defectlens train` (torch).")
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model", help="Folder written by `defectlens export` (runs without torch)."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="For --model: auto, onnxruntime, openvino or torchscript.")
+    ] = "auto",
     task: Annotated[str, typer.Option(help="classification, segmentation or detection.")] = "segmentation",
     min_area: Annotated[
         int, typer.Option(help="Smallest box area in model-input pixels for detection.")
@@ -231,15 +246,106 @@ def predict_command(
 
         defectlens predict --run runs/tile new_parts/ --out preds --task segmentation
 
-        defectlens predict --run runs/tile part_17.png --out preds --task detection --force
+        defectlens predict --model exports/tile-onnx part_17.png --out preds --task detection --force
     """
     _setup_logging(verbose)
 
     def job() -> None:
-        path = predict_images(run, inputs, out, task=task, min_area=min_area, force=force)
+        from defectlens.engine.predict import open_scorer, predict_images
+
+        if (run is None) == (model_dir is None):
+            raise ConfigError("give exactly one of --run (a training run) or --model (an exported model)")
+        scorer = open_scorer(run or model_dir, backend=backend)
+        path = predict_images(scorer, inputs, out, task=task, min_area=min_area, force=force)
         lines = path.read_text().splitlines()
         n_bad = sum(json.loads(line)["label"] == "anomalous" for line in lines)
         console.print(f"{len(lines)} images, {n_bad} anomalous -> {path}")
+
+    _run(job)
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run folder written by `defectlens train`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the exported model to.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx, openvino or torchscript.")] = "onnx",
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Export a trained model for deployment: the graph, plus defectlens.json (input, thresholds).
+
+    The export is checked against the torch model before this command returns.
+
+    Examples:
+
+        defectlens export --run runs/tile --format onnx --out exports/tile-onnx
+
+        defectlens export --run runs/tile --format openvino --out exports/tile-ov
+    """
+    _setup_logging(verbose)
+
+    def job() -> None:
+        from defectlens.export import export_run
+
+        path = export_run(run, out, format, force=force)
+        console.print(
+            f"exported {run} as {format} -> {path}   next: defectlens predict --model {path} IMAGES"
+        )
+
+    _run(job)
+
+
+@app.command("info")
+def info_command(
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Detector name(s); default: all.")
+    ] = None,
+    run: Annotated[Path | None, typer.Option("--run", "-r", help="Measure this trained run instead.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="timm backbone name.")] = None,
+    image_size: Annotated[int, typer.Option(help="Model input side in pixels.")] = 256,
+    train_images: Annotated[
+        int, typer.Option(help="Training-set size that shapes fitted buffers (memory bank).")
+    ] = 1000,
+    settings: SetOpt = None,
+) -> None:
+    """Model complexity, measured on the real torch module: parameters, size on disk, GFLOPs per image.
+
+    Examples:
+
+        defectlens info
+
+        defectlens info --model patchcore --backbone tf_efficientnet_lite1 --image-size 320
+
+        defectlens info --run runs/tile
+    """
+
+    def job() -> None:
+        from defectlens.models import create, list_detectors, load
+        from defectlens.models.complexity import measure
+
+        table = Table(title=f"complexity at {image_size}x{image_size}" if run is None else str(run))
+        for column in ("model", "parameters", "fitted buffer values", "size (MB)", "GFLOPs / image"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        if run is not None:
+            detector = load(run / "model.pt")
+            rows = [(detector.name, detector.module_, detector.input_resize.size)]
+        else:
+            params = _parse_settings(settings, None)
+            if backbone:
+                params["backbone"] = backbone
+            rows = []
+            for name in model or list_detectors():
+                detector = create(name, image_size=image_size, **params)
+                detector._check_params()
+                rows.append((name, detector._shaped_module(train_images), detector.input_resize.size))
+        for name, module, size in rows:
+            c = measure(module, size)
+            table.add_row(
+                name, f"{c.parameters:,}", f"{c.buffer_values:,}", f"{c.size_mb:.1f}", f"{c.gflops:.2f}"
+            )
+        console.print(table)
+        if run is None:
+            console.print(f"fitted buffers sized as after training on {train_images} images (--train-images)")
 
     _run(job)
 
@@ -270,6 +376,9 @@ def demo_command(
         target = out.with_name(f"{out.name}-{n}")
 
     def job() -> None:
+        from defectlens.engine.test import evaluate_run
+        from defectlens.engine.train import train
+
         console.print(f"[bold]defectlens demo[/]: {model} on ELPV {cell_type} cells -> {target}")
         result = train(model, DataSpec.elpv(cell_type), target)
         console.print(f"fitted in {result.info.fit_seconds:.1f} s on {result.info.n_train} good cells")
@@ -291,6 +400,8 @@ def models_command() -> None:
 
         defectlens models
     """
+    from defectlens.models import detector_class, list_detectors
+
     for name in list_detectors():
         cls = detector_class(name)
         console.print(f"[bold]{name}[/]: {(cls.__doc__ or '').strip().splitlines()[0]}")

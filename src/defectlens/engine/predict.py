@@ -1,26 +1,61 @@
-"""Score new images with a fitted run and write predictions.jsonl, masks and overlays."""
+"""Score new images with a run or an exported model and write predictions.jsonl, masks and overlays.
+
+Nothing here imports torch until a run's checkpoint is opened: an exported model runs without it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from defectlens.data import read_image, records_from_paths
+from defectlens.data.datasets import records_from_paths
+from defectlens.data.io import read_image
 from defectlens.engine.runs import CHECKPOINT, prepare_output, unique_stem
-from defectlens.models import Detector, load
+from defectlens.errors import CheckpointError
+from defectlens.inference.artifact import MANIFEST
+from defectlens.post.prediction import Prediction
 from defectlens.post.tasks import check_task, detect, segment
-from defectlens.reports import overlay, save_image
+from defectlens.reports.figures import overlay, save_image
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
 
 
+class Scorer(Protocol):
+    """What predicting needs: a fitted `Detector` and an exported model's `Inferencer` both are one."""
+
+    def iter_predict(
+        self, images: Any, batch_size: int | None = None, progress: bool = False
+    ) -> Iterator[tuple[Any, Prediction]]: ...
+
+
+def open_scorer(path: str | Path, backend: str = "auto") -> Scorer:
+    """The model in `path`: an exported artefact folder (run by `backend`) or a run folder (torch).
+
+    Raises:
+        CheckpointError: `path` holds neither.
+    """
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        from defectlens.inference import Inferencer
+
+        return Inferencer(path, backend=backend)
+    if (path / CHECKPOINT).is_file():
+        from defectlens.models import load
+
+        return load(path / CHECKPOINT)
+    raise CheckpointError(
+        f"{path} holds no model: expected a run folder with {CHECKPOINT} (defectlens train) "
+        f"or an exported model with {MANIFEST} (defectlens export)"
+    )
+
+
 def predict_images(
-    run: str | Path | Detector,
+    model: str | Path | Scorer,
     inputs: Sequence[str | Path],
     out: str | Path,
     task: str = "segmentation",
@@ -34,24 +69,27 @@ def predict_images(
     `raw_score` and `task`; segmentation adds `mask` (a PNG path), detection adds `boxes`
     ([x0, y0, x1, y1, score] in original image pixels, x1/y1 exclusive). Every task writes an overlay.
 
+    Args:
+        model: a run folder, an exported model folder, a fitted `Detector` or an `Inferencer`.
+
     Returns:
         The path of predictions.jsonl.
     """
     task = check_task(task)
-    detector = run if isinstance(run, Detector) else load(Path(run) / CHECKPOINT)
+    scorer = open_scorer(model) if isinstance(model, str | Path) else model
     records = records_from_paths(inputs)
     out = prepare_output(Path(out), force, "prediction folder")
     used: set[str] = set()
     with (out / PREDICTIONS).open("w") as lines:
         offset = 0
-        for batch, prediction in detector.iter_predict(records, progress=progress):
-            for i in range(len(batch)):
+        for _, prediction in scorer.iter_predict(records, progress=progress):
+            for i in range(len(prediction.score)):
                 record = records[offset + i]
                 name = unique_stem(record.path, used)
                 lines.write(
                     json.dumps(_describe(record.path, prediction, i, task, min_area, out, name)) + "\n"
                 )
-            offset += len(batch)
+            offset += len(prediction.score)
     return out / PREDICTIONS
 
 

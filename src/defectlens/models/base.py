@@ -110,6 +110,11 @@ class Detector(ABC):
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """Rebuild the fitted module's architecture for `state`, without looking up pretrained weights."""
 
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        """The fitted module's architecture with placeholder weights and buffers shaped as fitting on
+        `n_train_images` images would shape them (for complexity reports without fitting)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _shaped_module")
+
     def _check_params(self) -> None:
         """Validate hyper-parameters; subclasses extend it and call super()."""
         if not isinstance(self.image_size, int) or self.image_size < 32:

@@ -123,5 +123,12 @@ class Padim(Detector):
             inverse[start : start + 512] = torch.linalg.inv(covariance[start : start + 512])
         return inverse
 
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        module = self._module(False)
+        positions = (self.image_size // module.extractor.strides[0]) ** 2
+        module.mean = torch.zeros(positions, self.n_features)
+        module.inv_covariance = torch.zeros(positions, self.n_features, self.n_features)
+        return module
+
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         return self._module(False, state)

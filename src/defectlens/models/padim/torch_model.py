@@ -48,7 +48,8 @@ class PadimModel(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.embed(images)
         batch, channels, height, width = embedding.shape
-        delta = embedding.reshape(batch, channels, -1).permute(2, 0, 1) - self.mean[:, None]  # (P, B, C)
+        # (P, B, C), contiguous: bmm on the permuted view was 7x slower here
+        delta = (embedding.reshape(batch, channels, -1).permute(2, 0, 1) - self.mean[:, None]).contiguous()
         squared = (torch.bmm(delta, self.inv_covariance) * delta).sum(-1)  # (P, B)
         distances = squared.clamp_min(0).sqrt().T.reshape(batch, height, width)
         maps = upsample_and_blur(distances, images.shape[-2:], self.blur_sigma)

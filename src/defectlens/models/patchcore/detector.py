@@ -116,5 +116,13 @@ class PatchCore(Detector):
         logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
         return module
 
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        module = self._module(False, torch.empty(0))
+        stride = module.extractor.strides[0]
+        n_patches = n_train_images * (self.image_size // stride) ** 2
+        rows = min(n_patches, max(1, round(self.coreset_ratio * n_patches)))
+        module.memory_bank = torch.zeros(rows, sum(module.extractor.channels))
+        return module
+
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         return self._module(False, torch.empty_like(state["memory_bank"]))

@@ -49,9 +49,9 @@ class PatchCoreModel(nn.Module):
     def nearest(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distance (Q,) and index (Q,) of each query's nearest memory-bank row, block by block."""
         query_sq = (queries * queries).sum(1)
-        best = torch.full((len(queries),), float("inf"), device=queries.device)
-        index = torch.zeros(len(queries), dtype=torch.long, device=queries.device)
-        for start in range(0, len(self.memory_bank), self.bank_chunk):
+        best, index = nearest_of(queries, query_sq, self.memory_bank[: self.bank_chunk])
+        # Tensors sized from the first block, not from len(queries): exported graphs keep a free batch size.
+        for start in range(self.bank_chunk, len(self.memory_bank), self.bank_chunk):
             block_best, block_index = nearest_of(
                 queries, query_sq, self.memory_bank[start : start + self.bank_chunk]
             )
@@ -78,14 +78,13 @@ class PatchCoreModel(nn.Module):
         The most anomalous test patch m_test* is down-weighted when its nearest bank entry m* sits in a
         dense neighbourhood, i.e. when the other neighbours of m* are about as close to m_test*.
         """
-        top_score, top_patch = distances.max(1)
-        rows = torch.arange(len(patches), device=patches.device)
-        test_patch = patches[rows, top_patch]  # (B, D)
-        nearest_bank = self.memory_bank[index[rows, top_patch]]  # (B, D): m*
+        top_score, top_patch = distances.max(1, keepdim=True)  # (B, 1)
+        test_patch = patches.gather(1, top_patch[..., None].expand(-1, -1, patches.shape[-1]))[:, 0]  # (B, D)
+        nearest_bank = self.memory_bank[index.gather(1, top_patch)[:, 0]]  # (B, D): m*
         k = min(self.num_neighbors, len(self.memory_bank))
         _, neighbours = torch.cdist(nearest_bank, self.memory_bank).topk(
             k, largest=False
         )  # includes m* first
         to_neighbours = torch.linalg.vector_norm(test_patch[:, None] - self.memory_bank[neighbours], dim=-1)
         weight = 1.0 - torch.softmax(to_neighbours, dim=1)[:, 0]
-        return weight * top_score
+        return weight * top_score[:, 0]
