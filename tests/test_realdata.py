@@ -1,15 +1,19 @@
 """Real data from ../shared/data: minimum accuracy on the magnetic-tile defect set (MTD).
 
-The default run keeps one small real-data test (PaDiM at 128 px); the full-size checks are `-m slow`.
+The default run keeps small real-data tests (PaDiM at 128 px: accuracy, and its ONNX/OpenVINO exports
+against torch on real tiles); the full-size checks are `-m slow`.
 Every test skips with a message when the shared data is absent.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from defectlens import load_mvtec
 from defectlens.engine import score_records
+from defectlens.export import export_detector
+from defectlens.inference import Inferencer
 from defectlens.models import create
 
 
@@ -17,13 +21,31 @@ def evaluate(detector, splits) -> dict:
     return score_records(detector, splits.test).evaluate(detector.calibration_.threshold.value_)
 
 
-@pytest.mark.realdata
-def test_padim_small_images_on_magnetic_tile(magnetic_tile):
+@pytest.fixture(scope="module")
+def small_padim(magnetic_tile):
     splits = load_mvtec(magnetic_tile)
+    return create("padim", image_size=128, device="cpu").fit(splits), splits
+
+
+@pytest.mark.realdata
+def test_padim_small_images_on_magnetic_tile(small_padim):
+    detector, splits = small_padim
     assert len(splits.test) == 582 and splits.has_masks
-    result = evaluate(create("padim", image_size=128, device="cpu").fit(splits), splits)
+    result = evaluate(detector, splits)
     assert result["image_auroc"] >= 0.90
     assert result["pixel_auroc"] >= 0.70
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("fmt", "backend"), [("onnx", "onnxruntime"), ("openvino", "openvino")])
+def test_exported_model_agrees_on_real_images(small_padim, fmt, backend, tmp_path):
+    detector, splits = small_padim
+    images = splits.test[::10]  # 59 real tiles, good and defective, of varying size
+    exported = Inferencer(export_detector(detector, tmp_path / fmt, fmt), backend=backend).predict(images)
+    reference = detector.predict(images)
+    assert np.abs(exported.score - reference.score).max() < 1e-3
+    np.testing.assert_array_equal(exported.label, reference.label)
+    assert (exported.mask != reference.mask).mean() < 1e-4
 
 
 @pytest.mark.realdata
