@@ -295,6 +295,58 @@ def export_command(
     _run(job)
 
 
+@app.command("serve")
+def serve_command(
+    model_dir: Annotated[
+        Path | None, typer.Option("--model", help="Folder written by `defectlens export` (no torch).")
+    ] = None,
+    run: Annotated[Path | None, typer.Option("--run", "-r", help="Run folder (serves with torch).")] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="DEFECTLENS_API_KEY", help="Require this key (X-API-Key) on all but /v1/health."),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="For --model: auto, onnxruntime, openvino.")] = "auto",
+    max_batch: Annotated[
+        int, typer.Option(help="Most images per model call; 1 turns micro-batching off.")
+    ] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill, in ms.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(help="Most waiting images before answering 503.")] = 64,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body in MB.")] = 20.0,
+    max_megapixels: Annotated[float, typer.Option(help="Largest image in megapixels.")] = 50.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve a model over HTTP: POST /v1/predict, GET /v1/health, GET /v1/model, docs at /docs.
+
+    Examples:
+
+        defectlens serve --model exports/tile-onnx
+
+        defectlens serve --run runs/tile --port 8080 --api-key s3cret
+    """
+    _setup_logging(verbose)
+
+    def job() -> None:
+        import uvicorn
+
+        from defectlens.serve import Limits, create_app, open_served_model
+
+        if (run is None) == (model_dir is None):
+            raise ConfigError("give exactly one of --model (an exported model) or --run (a training run)")
+        served = open_served_model(model_dir or run, backend)
+        limits = Limits(int(max_upload_mb * 1e6), int(max_megapixels * 1e6))
+        application = create_app(served, api_key, limits, max_batch, max_wait_ms, max_queue)
+        console.print(
+            f"serving {served.info['model']} ({served.info['runtime']}) on http://{host}:{port}  docs: /docs"
+        )
+        uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
+
+    _run(job)
+
+
 @app.command("info")
 def info_command(
     model: Annotated[

@@ -9,6 +9,10 @@ class DataError(DefectlensError):
     """A dataset layout or an image file is missing, empty or unreadable."""
 
 
+class ImageTooLarge(DataError):
+    """An image has more pixels than the configured limit."""
+
+
 class ConfigError(DefectlensError, ValueError):
     """A setting has a value outside what is allowed."""
 

@@ -11,14 +11,15 @@ Any failure (missing file, not an image, truncated data) raises
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from defectlens.errors import DataError
+from defectlens.errors import DataError, ImageTooLarge
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -233,6 +234,41 @@ def read_image(path: str | Path) -> np.ndarray:
         return _to_rgb(img)
     except Exception as exc:
         raise _open_error(path, exc) from exc
+
+
+def decode_image(data: bytes, name: str = "upload", max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, BMP, TIFF...) as ``(H, W, 3) uint8`` RGB, like `read_image`.
+
+    Args:
+        data: the encoded file.
+        name: what error messages call it.
+        max_pixels: refuse larger images from their header, before decoding any pixel.
+
+    Raises:
+        DataError: empty, not an image, truncated, or over `max_pixels` (the message says which).
+    """
+    if not data:
+        raise DataError(f"cannot read image {name}: it is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"image {name} has {width}x{height} = {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,}"
+                )
+            img.load()
+            oriented = ImageOps.exif_transpose(img)
+            return _to_rgb(oriented if oriented is not img else img.copy())
+    except DataError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise DataError(f"cannot read image {name}: not an image in a format Pillow knows") from exc
+    except Exception as exc:
+        text = str(exc).strip()
+        raise DataError(
+            f"cannot read image {name}: {type(exc).__name__}{': ' + text if text else ''}"
+        ) from exc
 
 
 def read_mask(path: str | Path) -> np.ndarray:

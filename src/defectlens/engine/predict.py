@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from defectlens.data.datasets import records_from_paths
 from defectlens.data.io import read_image
 from defectlens.engine.runs import CHECKPOINT, prepare_output, unique_stem
@@ -87,16 +89,20 @@ def predict_images(
                 record = records[offset + i]
                 name = unique_stem(record.path, used)
                 lines.write(
-                    json.dumps(_describe(record.path, prediction, i, task, min_area, out, name)) + "\n"
+                    json.dumps(_write_entry(record.path, prediction, i, task, min_area, out, name)) + "\n"
                 )
             offset += len(prediction.score)
     return out / PREDICTIONS
 
 
-def _describe(path: Path, prediction: Any, i: int, task: str, min_area: int, out: Path, name: str) -> dict:
+def describe(
+    name: str, prediction: Prediction, i: int, task: str, min_area: int = 16
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The predictions.jsonl object of image `i` (without file references), its heatmap in original
+    pixels, and its predicted mask (segmentation) or boxes (detection); the service returns the same."""
     heat = prediction.geometries[i].to_original(prediction.anomaly_map[i])
     entry: dict[str, Any] = {
-        "path": str(path),
+        "path": name,
         "score": round(float(prediction.score[i]), 6),
         "label": "anomalous" if prediction.label[i] else "normal",
         "raw_score": float(prediction.raw_score[i]),
@@ -105,12 +111,20 @@ def _describe(path: Path, prediction: Any, i: int, task: str, min_area: int, out
     mask = boxes = None
     if task == "segmentation":
         mask = segment(heat)
-        entry["mask"] = str(save_image(mask, out / "masks" / f"{name}.png").relative_to(out))
     elif task == "detection":
         boxes = detect(heat, min_area)
         entry["boxes"] = [
             [int(x0), int(y0), int(x1), int(y1), round(float(s), 6)] for x0, y0, x1, y1, s in boxes
         ]
+    return entry, heat, mask, boxes
+
+
+def _write_entry(
+    path: Path, prediction: Prediction, i: int, task: str, min_area: int, out: Path, name: str
+) -> dict:
+    entry, heat, mask, boxes = describe(str(path), prediction, i, task, min_area)
+    if mask is not None:
+        entry["mask"] = str(save_image(mask, out / "masks" / f"{name}.png").relative_to(out))
     picture = overlay(read_image(path), heat, pred_mask=mask, boxes=boxes)
     entry["overlay"] = str(save_image(picture, out / "overlays" / f"{name}.png").relative_to(out))
     return entry

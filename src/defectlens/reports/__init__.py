@@ -1,5 +1,12 @@
 """Report figures: overlays, panels, ROC curves, score histograms."""
 
-from defectlens.reports.figures import overlay, panel, save_image, save_roc_curve, save_score_histogram
+from defectlens.reports.figures import (
+    encode_png,
+    overlay,
+    panel,
+    save_image,
+    save_roc_curve,
+    save_score_histogram,
+)
 
-__all__ = ["overlay", "panel", "save_image", "save_roc_curve", "save_score_histogram"]
+__all__ = ["encode_png", "overlay", "panel", "save_image", "save_roc_curve", "save_score_histogram"]

@@ -284,16 +284,10 @@ def save_score_histogram(
     return p
 
 
-def save_image(array: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 RGB (H, W, 3) or grey (H, W) array as PNG (bool masks are written as 0/255).
+def encode_png(array: np.ndarray) -> bytes:
+    """A uint8 RGB (H, W, 3) or grey (H, W) array (bool masks as 0/255) encoded as PNG bytes."""
+    import io
 
-    Args:
-        array: The image.
-        path: Output file, written in PNG format whatever its suffix. Parent folders are created.
-
-    Returns:
-        The written path.
-    """
     from PIL import Image
 
     arr = np.asarray(array)
@@ -305,6 +299,22 @@ def save_image(array: np.ndarray, path: str | Path) -> Path:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ConfigError(f"save_image needs shape (H, W, 3) or (H, W), got shape {arr.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_image(array: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 RGB (H, W, 3) or grey (H, W) array as PNG (bool masks are written as 0/255).
+
+    Args:
+        array: The image.
+        path: Output file, written in PNG format whatever its suffix. Parent folders are created.
+
+    Returns:
+        The written path.
+    """
+    data = encode_png(array)
     p = _prepare_path(path)
-    Image.fromarray(np.ascontiguousarray(arr)).save(p, format="PNG")
+    p.write_bytes(data)
     return p
