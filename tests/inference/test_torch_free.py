@@ -49,3 +49,15 @@ def test_blocked_torch_really_blocks(tmp_path):
     code = BLOCK_TORCH.replace("from defectlens.cli import app\napp(sys.argv[1:])", "import torch")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0 and "torch is blocked" in result.stderr
+
+
+def test_service_over_an_export_imports_no_torch(exported):
+    artefact, _ = exported
+    code = BLOCK_TORCH.replace(
+        "from defectlens.cli import app\napp(sys.argv[1:])",
+        "from defectlens.serve import create_app, open_served_model\n"
+        f"app = create_app(open_served_model({str(artefact)!r}))\n"
+        "assert 'torch' not in sys.modules",
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
