@@ -347,6 +347,81 @@ def serve_command(
     _run(job)
 
 
+@app.command("review")
+def review_command(
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run folder, after `defectlens test`.")],
+    predictions: Annotated[
+        Path | None,
+        typer.Option(help="Review a `defectlens predict` output folder instead of the run's test results."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="DEFECTLENS_API_KEY", help="Require this key (X-API-Key).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Open the review page on a run: results sorted by score, a threshold slider, and buttons to mark
+    images "actually good" / "actually defective" (stored in RUN/feedback.sqlite).
+
+    Examples:
+
+        defectlens review --run runs/tile            # then open http://127.0.0.1:8000
+
+        defectlens refit --run runs/tile --with-feedback
+    """
+    _setup_logging(verbose)
+
+    def job() -> None:
+        import uvicorn
+
+        from defectlens.serve import create_app, open_served_model
+        from defectlens.serve.review import ReviewSource
+
+        source = ReviewSource.open(run, predictions)
+        application = create_app(open_served_model(run), api_key, review=source)
+        console.print(f"reviewing {len(source.items)} images of {run} on http://{host}:{port}")
+        uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
+
+    _run(job)
+
+
+@app.command("refit")
+def refit_command(
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run folder with marks from `defectlens review`.")],
+    with_feedback: Annotated[
+        bool, typer.Option("--with-feedback", help="Fold the review marks into the model.")
+    ] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fold review marks back into a run: "actually good" images join the training data (PatchCore grows its
+    memory bank, no full refit), the threshold is recalibrated with the "actually defective" ones, and
+    RUN/feedback.json records the metrics before and after on the unmarked test images.
+
+    Example:
+
+        defectlens refit --run runs/tile --with-feedback
+    """
+    _setup_logging(verbose)
+
+    def job() -> None:
+        from defectlens.engine.feedback import refit_with_feedback
+
+        if not with_feedback:
+            raise ConfigError("refit folds review marks into the model: pass --with-feedback")
+        entry = refit_with_feedback(run)
+        console.print(f"{entry['marked_good']} good and {entry['marked_defective']} defective marks applied")
+        for when in ("before", "after"):
+            metrics = entry[when] or {}
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            console.print(f"{when:>6}: {shown or 'no labelled test images left to evaluate'}")
+        console.print(
+            f"previous model kept as {run / entry['previous_checkpoint']}; history in {run / 'feedback.json'}"
+        )
+
+    _run(job)
+
+
 @app.command("info")
 def info_command(
     model: Annotated[

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 
 from defectlens.data import load_mvtec, read_image
@@ -21,34 +19,6 @@ from defectlens.inference import Inferencer
 from defectlens.serve import Limits, create_app, open_served_model
 
 KEY = "test-key-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn in a thread, on 127.0.0.1 and a free port."""
-
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *_) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +33,12 @@ def artefacts(tiny_mvtec, tmp_path_factory, quick):
 
 
 @pytest.fixture(scope="module")
-def service(artefacts):
+def service(artefacts, server):
     _, _, export, _ = artefacts
     app = create_app(
         open_served_model(export), api_key=KEY, limits=Limits(max_upload_bytes=300_000, max_pixels=200_000)
     )
-    with Server(app) as url:
+    with server(app) as url:
         yield url
 
 
@@ -180,27 +150,43 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_concurrent_requests_share_batches_and_a_full_queue_answers_503(artefacts):
-    detector, run, _, splits = artefacts
+def test_concurrent_requests_share_batches_and_a_full_queue_answers_503(artefacts, server):
+    _, run, _, splits = artefacts
     served = open_served_model(run)  # the torch run this time
     assert served.info["runtime"] == "torch"
-    slow_predict = served.predict
+    gate, model_predict = threading.Event(), served.predict
 
     def predict(images):
-        time.sleep(0.3)  # hold the worker so that requests pile up
-        return slow_predict(images)
+        gate.wait(timeout=30)  # hold the worker on its first batch so that requests queue up
+        return model_predict(images)
 
     served.predict = predict
-    app = create_app(served, max_batch=8, max_wait_ms=50, max_queue=4)
+    app = create_app(served, max_batch=8, max_wait_ms=1, max_queue=4)
+    batcher = app.state.batcher
     body = png(splits.test[0].path)
-    with Server(app) as url, ThreadPoolExecutor(12) as pool:
-        answers = list(
-            pool.map(lambda _: httpx.post(f"{url}/v1/predict", content=body, timeout=30), range(12))
-        )
-        codes = sorted(a.status_code for a in answers)
-        assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
-        busy = next(a for a in answers if a.status_code == 503)
-        assert busy.headers["Retry-After"] == "1" and "busy" in busy.json()["error"]
-        assert app.state.batcher.batches_run < codes.count(200)  # some requests shared a model call
-        scores = {a.json()["predictions"][0]["score"] for a in answers if a.status_code == 200}
-        assert max(scores) - min(scores) < 1e-6
+
+    def send():
+        return httpx.post(f"{url}/v1/predict", content=body, timeout=60)
+
+    with server(app) as url, ThreadPoolExecutor(8) as pool:
+        first = pool.submit(send)
+        wait_for(lambda: batcher._queue.qsize() == 0 and first.running())
+        time.sleep(0.2)  # the worker now holds the first image inside predict
+        queued = [pool.submit(send) for _ in range(4)]
+        wait_for(lambda: batcher._queue.qsize() == 4)
+        busy = send()
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+        assert "busy" in busy.json()["error"]
+        gate.set()
+        answers = [first.result(), *(f.result() for f in queued)]
+    assert [a.status_code for a in answers] == [200] * 5
+    assert batcher.batches_run == 2  # the four queued requests shared one model call
+    scores = {a.json()["predictions"][0]["score"] for a in answers}
+    assert max(scores) - min(scores) < 1e-6
+
+
+def wait_for(condition, timeout=20.0):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "condition not reached in time"
+        time.sleep(0.01)

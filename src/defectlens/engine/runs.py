@@ -19,6 +19,8 @@ RUN_INFO = "run.json"
 METRICS = "metrics.json"
 REPORT = "report"
 TRAINING_DIR = "training"
+TEST_PREDICTIONS = "test_predictions.jsonl"  # one line per test image: truth, scores, label
+FEEDBACK_DB = "feedback.sqlite"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -18,6 +19,7 @@ from defectlens.engine.runs import (
     CHECKPOINT,
     METRICS,
     REPORT,
+    TEST_PREDICTIONS,
     DataSpec,
     RunInfo,
     prepare_output,
@@ -112,9 +114,22 @@ def evaluate_run(
     report_dir = prepare_output(run / REPORT, force, "report folder") if report else None
     used: set[str] = set()
     report_seconds = 0.0
+    per_image: list[dict[str, Any]] = []
 
-    def report_image(record: Record, prediction: Prediction, index: int) -> None:
+    def on_image(record: Record, prediction: Prediction, index: int) -> None:
         nonlocal report_seconds
+        per_image.append(
+            {
+                "path": str(record.path),
+                "truth": "anomalous" if record.label == 1 else "normal",
+                "defect_type": record.defect_type,
+                "raw_score": float(prediction.raw_score[index]),
+                "score": round(float(prediction.score[index]), 6),
+                "label": "anomalous" if prediction.label[index] else "normal",
+            }
+        )
+        if report_dir is None:
+            return
         tic = time.perf_counter()
         name = unique_stem(record.path, used)
         write_panel(
@@ -123,7 +138,7 @@ def evaluate_run(
         report_seconds += time.perf_counter() - tic
 
     start = time.perf_counter()
-    scored = score_records(detector, test, report_image if report_dir is not None else None, progress)
+    scored = score_records(detector, test, on_image, progress)
     elapsed = time.perf_counter() - start - report_seconds  # decoding, model and post-processing
     result = scored.evaluate(detector.calibration_.threshold.value_)
     if not scored.has_pixels:
@@ -134,6 +149,7 @@ def evaluate_run(
     result["pixel_threshold"] = detector.calibration_.pixel_threshold.value_
     result["data"] = spec.describe()
     write_json(run / METRICS, result)
+    (run / TEST_PREDICTIONS).write_text("".join(json.dumps(entry) + "\n" for entry in per_image))
     if report_dir is not None:
         save_roc_curve(labels, raw_scores, report_dir / "roc.png", title=f"{info.model}: image ROC")
         save_score_histogram(

@@ -115,6 +115,10 @@ class Detector(ABC):
         `n_train_images` images would shape them (for complexity reports without fitting)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _shaped_module")
 
+    def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
+        """Learn from more good images without refitting from scratch; False when the model cannot."""
+        return False
+
     def _check_params(self) -> None:
         """Validate hyper-parameters; subclasses extend it and call super()."""
         if not isinstance(self.image_size, int) or self.image_size < 32:
@@ -193,6 +197,38 @@ class Detector(ABC):
         context = FitContext(device, progress, Path(work_dir) if work_dir else None, resume)
         self.module_ = self._fit_module(train_loader, val_loader, context).eval()
         self.calibrate(val_loader, progress=progress)
+        return self
+
+    def extend(self, good: Any, train: Any = None, progress: bool = False) -> Self:
+        """Learn from more good images (e.g. ones a reviewer marked "actually good").
+
+        Detectors whose fitted state can grow (PatchCore's memory bank) add them directly; the others are
+        fitted again on `train` + `good`. Thresholds are left as they are: call `calibrate` afterwards.
+
+        Args:
+            good: good images in any form `fit` accepts.
+            train: the original training images, needed by detectors that must refit.
+
+        Raises:
+            ConfigError: the detector must refit and `train` is missing.
+        """
+        self._check_is_fitted()
+        device = next(iter(self.module_.buffers()), torch.empty(0)).device
+        data = loader(as_dataset(good, self.input_resize), self.batch_size)
+        if self._extend_module(data, FitContext(device, progress)):
+            return self
+        if train is None:
+            raise ConfigError(
+                f"{type(self).__name__} refits to learn new good images: pass the training images"
+            )
+        calibration = self.calibration_
+        combined = list(train) + list(good if isinstance(good, list | tuple) else [good])
+        self.module_ = self._fit_module(
+            loader(as_dataset(combined, self.input_resize), self.batch_size),
+            data,
+            FitContext(device, progress),
+        ).eval()
+        self.calibration_ = calibration
         return self
 
     def _split(self, data: Any, val: Any) -> tuple[Any, Any]:

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -35,10 +36,12 @@ from defectlens.post.prediction import Prediction
 from defectlens.post.tasks import TASKS, segment
 from defectlens.reports.figures import encode_png, overlay
 from defectlens.serve.batching import MicroBatcher, ServiceBusy
+from defectlens.serve.review import ReviewSource, review_router
 
 logger = logging.getLogger(__name__)
 
 INCLUDES = ("mask", "overlay")
+STATIC = Path(__file__).parent / "static"
 NUMPY_TYPES = ("application/x-npy", "application/npy")
 
 
@@ -110,8 +113,9 @@ def create_app(
     max_batch: int = 8,
     max_wait_ms: float = 5.0,
     max_queue: int = 64,
+    review: ReviewSource | None = None,
 ) -> FastAPI:
-    """The FastAPI application serving `model`.
+    """The FastAPI application serving `model`, its page at `/`, and the review API when `review` is given.
 
     Args:
         model: what to serve (`open_served_model`).
@@ -119,6 +123,7 @@ def create_app(
             `Authorization: Bearer <key>`.
         limits: request size limits.
         max_batch, max_wait_ms, max_queue: micro-batching (see `MicroBatcher`); max_batch 1 turns it off.
+        review: results and marks for the review gallery (`defectlens review`).
     """
     batcher = MicroBatcher(model.predict, max_batch, max_wait_ms, max_queue)
 
@@ -158,9 +163,17 @@ def create_app(
         if not hmac.compare_digest(given.encode(), api_key.encode()):
             raise ApiError(401, "wrong API key", {"WWW-Authenticate": "Bearer"})
 
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if review is not None:
+        app.include_router(review_router(review, check_key, ApiError))
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
     @app.get("/v1/health", summary="Liveness: answers without an API key.")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model.info.get("model")}
+        return {"status": "ok", "model": model.info.get("model"), "review": review is not None}
 
     @app.get("/v1/model", summary="What is served: model, input size, thresholds, version, checksum.")
     async def model_info(request: Request) -> dict[str, Any]:

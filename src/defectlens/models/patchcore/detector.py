@@ -101,20 +101,32 @@ class PatchCore(Detector):
         return PatchCoreModel(extractor, memory_bank, self.num_neighbors, self.blur_sigma)
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
-        device, progress = context.device, context.progress
-        module = self._module(True, torch.empty(0)).to(device)
-        with torch.inference_mode():
-            patches = [
-                module.embed(batch.images.to(device)).permute(0, 2, 3, 1).flatten(0, 2).cpu()
-                for batch in progress_bar(train, progress, "features")
-            ]
-        features = torch.cat(patches)
-        del patches
+        module = self._module(True, torch.empty(0)).to(context.device)
+        features = self._patch_features(module, train, context)
         self.n_patches_ = len(features)
-        coreset = self._sampler().select(features, progress=progress)
-        module.memory_bank = features[coreset].contiguous().to(device)
+        coreset = self._sampler().select(features, progress=context.progress)
+        module.memory_bank = features[coreset].contiguous().to(context.device)
         logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
         return module
+
+    def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
+        """New good images join the memory bank through their own coreset at the same ratio."""
+        features = self._patch_features(self.module_, good, context)
+        coreset = self._sampler().select(features, progress=context.progress)
+        bank = self.module_.memory_bank
+        self.module_.memory_bank = torch.cat([bank, features[coreset].to(bank)]).contiguous()
+        logger.info("memory bank grew by %d to %d patches", len(coreset), len(self.module_.memory_bank))
+        return True
+
+    @staticmethod
+    def _patch_features(module: PatchCoreModel, data: DataLoader, context: FitContext) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.cat(
+                [
+                    module.embed(batch.images.to(context.device)).permute(0, 2, 3, 1).flatten(0, 2).cpu()
+                    for batch in progress_bar(data, context.progress, "features")
+                ]
+            )
 
     def _shaped_module(self, n_train_images: int) -> nn.Module:
         module = self._module(False, torch.empty(0))
