@@ -237,16 +237,31 @@ def predict_command(
     min_area: Annotated[
         int, typer.Option(help="Smallest box area in model-input pixels for detection.")
     ] = 16,
+    engine: Annotated[
+        str, typer.Option(help="'local' (this process) or 'ray' (Parquet shards, millions of images).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray: an existing cluster (ray://host:10001 or auto); default local.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Ray: model copies, one CPU each.")] = 2,
+    shard_size: Annotated[
+        int, typer.Option(help="Ray: images per Parquet shard (the unit of resume).")
+    ] = 10_000,
     force: ForceOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Score new images; writes predictions.jsonl (one JSON object per image) and pictures.
+
+    With `--engine ray`, INPUTS may also be globs or .txt/.csv lists of paths; the output is Parquet
+    shards plus manifest.json, and a re-run skips finished shards.
 
     Examples:
 
         defectlens predict --run runs/tile new_parts/ --out preds --task segmentation
 
         defectlens predict --model exports/tile-onnx part_17.png --out preds --task detection --force
+
+        defectlens predict --model exports/tile-onnx --engine ray all_images.txt --out scored --workers 8
     """
     _setup_logging(verbose)
 
@@ -255,6 +270,27 @@ def predict_command(
 
         if (run is None) == (model_dir is None):
             raise ConfigError("give exactly one of --run (a training run) or --model (an exported model)")
+        if engine not in ("local", "ray"):
+            raise ConfigError(f"engine must be 'local' or 'ray', got '{engine}'")
+        if engine == "ray":
+            from defectlens.engine.batch import predict_on_ray
+
+            manifest = predict_on_ray(
+                run or model_dir,
+                inputs,
+                out,
+                workers,
+                address,
+                shard_size,
+                task=task,
+                backend=backend,
+                force=force,
+            )
+            done = sum(s["rows"] for s in manifest["shards"].values())
+            console.print(
+                f"{done} of {manifest['images']} images scored -> {out / 'shards'} ({out / 'manifest.json'})"
+            )
+            return
         scorer = open_scorer(run or model_dir, backend=backend)
         path = predict_images(scorer, inputs, out, task=task, min_area=min_area, force=force)
         lines = path.read_text().splitlines()

@@ -35,8 +35,10 @@ class Scorer(Protocol):
     ) -> Iterator[tuple[Any, Prediction]]: ...
 
 
-def open_scorer(path: str | Path, backend: str = "auto") -> Scorer:
+def open_scorer(path: str | Path, backend: str = "auto", threads: int | None = None) -> Scorer:
     """The model in `path`: an exported artefact folder (run by `backend`) or a run folder (torch).
+
+    `threads` caps the CPU threads of the runtime (torch's are per process).
 
     Raises:
         CheckpointError: `path` holds neither.
@@ -45,10 +47,14 @@ def open_scorer(path: str | Path, backend: str = "auto") -> Scorer:
     if (path / MANIFEST).is_file():
         from defectlens.inference import Inferencer
 
-        return Inferencer(path, backend=backend)
+        return Inferencer(path, backend=backend, threads=threads)
     if (path / CHECKPOINT).is_file():
+        import torch
+
         from defectlens.models import load
 
+        if threads:
+            torch.set_num_threads(threads)
         return load(path / CHECKPOINT)
     raise CheckpointError(
         f"{path} holds no model: expected a run folder with {CHECKPOINT} (defectlens train) "
