@@ -77,10 +77,8 @@ def main() -> None:
         rate, steady = r["images"] / r["seconds"], r["images"] / (r["seconds"] - r["startup_s"])
         label = "plain predict" if job["engine"] == "local" else "ray"
         workers = f"1 process, {args.threads} threads" if job["engine"] == "local" else job["workers"]
-        print(
-            f"| {label} | {workers} | {r['images']} | {r['seconds']:.1f} | {rate:.1f} | {r['startup_s']:.1f} | {steady:.1f} |",
-            flush=True,
-        )
+        cells = [label, workers, r["images"], f"{r['seconds']:.1f}", f"{rate:.1f}", f"{r['startup_s']:.1f}"]
+        print("| " + " | ".join(map(str, [*cells, f"{steady:.1f}"])) + " |", flush=True)
         if args.out:
             with args.out.open("a") as handle:
                 handle.write(json.dumps({**job, **r}) + "\n")
