@@ -114,7 +114,18 @@ def test_train_unknown_model_lists_models(tmp_path, tiny_mvtec):
 
 
 def test_every_command_has_help_with_an_example():
-    for command in ("train", "test", "predict", "demo", "models", "export", "info"):
+    for command in (
+        "train",
+        "test",
+        "predict",
+        "demo",
+        "models",
+        "export",
+        "info",
+        "serve",
+        "review",
+        "refit",
+    ):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "defectlens " + command in result.output.replace("\n", " ")
 

@@ -110,6 +110,12 @@ SetOpt = Annotated[
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what is happening.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing, non-empty output folder.")]
+HostOpt = Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")]
+PortOpt = Annotated[int, typer.Option(help="TCP port.")]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(envvar="DEFECTLENS_API_KEY", help="Require this key (X-API-Key) on all but /v1/health."),
+]
 
 
 @app.command("train")
@@ -366,8 +372,6 @@ def serve_command(
     _setup_logging(verbose)
 
     def job() -> None:
-        import uvicorn
-
         from defectlens.serve import Limits, create_app, open_served_model
 
         if (run is None) == (model_dir is None):
@@ -378,9 +382,15 @@ def serve_command(
         console.print(
             f"serving {served.info['model']} ({served.info['runtime']}) on http://{host}:{port}  docs: /docs"
         )
-        uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
+        _serve(application, host, port, verbose)
 
     _run(job)
+
+
+def _serve(application: Any, host: str, port: int, verbose: bool) -> None:
+    import uvicorn
+
+    uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
 
 
 @app.command("review")
@@ -390,11 +400,9 @@ def review_command(
         Path | None,
         typer.Option(help="Review a `defectlens predict` output folder instead of the run's test results."),
     ] = None,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    api_key: Annotated[
-        str | None, typer.Option(envvar="DEFECTLENS_API_KEY", help="Require this key (X-API-Key).")
-    ] = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    api_key: ApiKeyOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Open the review page on a run: results sorted by score, a threshold slider, and buttons to mark
@@ -409,15 +417,13 @@ def review_command(
     _setup_logging(verbose)
 
     def job() -> None:
-        import uvicorn
-
         from defectlens.serve import create_app, open_served_model
         from defectlens.serve.review import ReviewSource
 
         source = ReviewSource.open(run, predictions)
         application = create_app(open_served_model(run), api_key, review=source)
         console.print(f"reviewing {len(source.items)} images of {run} on http://{host}:{port}")
-        uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
+        _serve(application, host, port, verbose)
 
     _run(job)
 
