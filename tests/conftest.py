@@ -64,11 +64,11 @@ def quick():
 
 
 def quick_detector(name: str, **params):
-    """Detector `name` sized for unit tests: 64 px on the CPU, and 2 epochs where it trains for epochs
+    """Detector `name` sized for unit tests: 64 px on the CPU, and 20 epochs where it trains for epochs
     (as sklearn's checks shorten max_iter): a generic rule, not one per model name."""
     from defectlens.models import create, detector_class
 
     settings = {"image_size": 64, "batch_size": 4, "device": "cpu"}
     if "max_epochs" in detector_class(name).param_names():
-        settings["max_epochs"] = 2
+        settings["max_epochs"] = 20
     return create(name, **{**settings, **params})

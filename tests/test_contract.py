@@ -104,3 +104,13 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
     torch.save({"hello": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a defectlens checkpoint"):
         load(tmp_path / "other.pt")
+
+
+def test_complexity_of_the_shaped_module_matches_a_fitted_one(fitted, quick):
+    from defectlens.models.complexity import measure
+
+    detector, _, splits = fitted
+    shaped = quick(detector.name)._shaped_module(len(splits.train))
+    real, estimate = measure(detector.module_, (64, 64)), measure(shaped, (64, 64))
+    assert estimate.parameters == real.parameters
+    assert estimate.gflops == pytest.approx(real.gflops, rel=0.2)  # the memory bank size depends on rounding

@@ -493,7 +493,7 @@ def info_command(
         from defectlens.models.complexity import measure
 
         table = Table(title=f"complexity at {image_size}x{image_size}" if run is None else str(run))
-        for column in ("model", "parameters", "fitted buffer values", "size (MB)", "GFLOPs / image"):
+        for column in ("model", "parameters", "saved buffer values", "size (MB)", "GFLOPs / image"):
             table.add_column(column, justify="left" if column == "model" else "right")
         if run is not None:
             detector = load(run / "model.pt")

@@ -110,10 +110,10 @@ class Detector(ABC):
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """Rebuild the fitted module's architecture for `state`, without looking up pretrained weights."""
 
+    @abstractmethod
     def _shaped_module(self, n_train_images: int) -> nn.Module:
         """The fitted module's architecture with placeholder weights and buffers shaped as fitting on
         `n_train_images` images would shape them (for complexity reports without fitting)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _shaped_module")
 
     def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
         """Learn from more good images without refitting from scratch; False when the model cannot."""

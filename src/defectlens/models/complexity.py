@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 class Complexity:
     """Attributes:
     parameters: learned weights (parameters) of the module.
-    buffer_values: values of fitted buffers (memory bank, Gaussians, statistics).
+    buffer_values: values of saved buffers (memory bank, Gaussians, batch-norm statistics).
     size_mb: bytes of its saved state_dict / 1e6 (what a checkpoint or export carries).
     gflops: floating-point operations per image at the input size / 1e9, counted by
         torch.utils.flop_counter (matrix products and convolutions, 2 per multiply-add).
@@ -33,14 +33,16 @@ def measure(module: nn.Module, input_size: tuple[int, int]) -> Complexity:
     """Count parameters, serialise the state to memory and run one image through a FLOP counter."""
     module = module.eval()
     buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
+    state = module.state_dict()
+    torch.save(state, buffer)
     device = next(iter(module.buffers()), torch.empty(0)).device
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         module(torch.rand(1, 3, *input_size, device=device))
+    parameters = sum(p.numel() for p in module.parameters())
     return Complexity(
-        parameters=sum(p.numel() for p in module.parameters()),
-        buffer_values=sum(b.numel() for b in module.buffers()),
+        parameters=parameters,
+        buffer_values=sum(v.numel() for v in state.values()) - parameters,  # persistent buffers only
         size_mb=round(buffer.getbuffer().nbytes / 1e6, 2),
         gflops=round(counter.get_total_flops() / 1e9, 3),
     )

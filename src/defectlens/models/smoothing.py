@@ -21,9 +21,19 @@ def upsample_and_blur(patch_scores: torch.Tensor, size: tuple[int, int], sigma: 
     per pixel, which matters at 256 px with sigma 4 (k = 33).
     """
     maps = F.interpolate(patch_scores[:, None], size=size, mode="bilinear", align_corners=False)
-    if sigma > 0:
-        kernel = gaussian_kernel(sigma).to(maps)
-        radius = len(kernel) // 2
-        maps = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-        maps = F.conv2d(F.pad(maps, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return gaussian_blur(maps[:, 0], sigma)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, H, W) maps smoothed by a Gaussian of `sigma` pixels (two 1-D convolutions, reflected borders).
+
+    `sigma` 0 returns the maps unchanged. Each side must exceed the kernel radius (4 sigma).
+    """
+    if sigma <= 0:
+        return maps
+    kernel = gaussian_kernel(sigma).to(maps)
+    radius = len(kernel) // 2
+    maps = maps[:, None]
+    maps = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    maps = F.conv2d(F.pad(maps, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
     return maps[:, 0]

@@ -1,0 +1,308 @@
+"""A reconstruction autoencoder, optionally trained with LAMP loss amplification (Park et al.)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from defectlens.engine.loop import EpochLoop, cache_images, in_batches, shuffled_batches
+from defectlens.errors import ConfigError, DataError
+from defectlens.metrics import image_auroc
+from defectlens.models.autoencoder.losses import BASE_LOSSES, SSIM_WINDOW, reconstruction_loss
+from defectlens.models.autoencoder.torch_model import IMAGE_SCORES, MAP_METRICS, ConvAutoencoder
+from defectlens.models.base import Detector, FitContext, progress_bar
+from defectlens.models.registry import register
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
+DEFAULT_LR = {"sgd": 0.1, "rmsprop": 1e-3, "adam": 1e-3}
+SAMPLE_DIR = "samples"
+N_SAMPLES = 8
+
+
+@register("autoencoder")
+class Autoencoder(Detector):
+    """A convolutional autoencoder learns to reconstruct good images; what it cannot reconstruct is
+    anomalous.
+
+    Training minimises a reconstruction loss on good images: L1, L2 or 1 - SSIM, optionally amplified
+    element-wise by LAMP, `-log(1 - L_base)` (see `losses`). After each epoch the same loss on the
+    validation images (good images held out of training) decides early stopping, and the weights of
+    the best epoch are kept; when the validation images include labelled anomalies (label 1), the
+    negative image AUROC on them is monitored instead. With a `work_dir`, every epoch writes
+    `samples/epoch_NNN.png` there: validation inputs, their reconstructions and error maps.
+
+    Args:
+        loss: base reconstruction loss, "l1", "l2" or "ssim".
+        lamp: amplify the loss with LAMP.
+        optimizer: "sgd", "rmsprop" or "adam".
+        lr: learning rate; `None` means 1e-3 for Adam and RMSprop, 0.1 for SGD (the losses are means over
+            pixels, so SGD needs a larger step than with the paper's sums).
+        momentum: SGD momentum, or Adam's beta1; RMSprop runs without momentum (torch's and Keras's
+            default).
+        weight_decay: L2 penalty on the weights.
+        max_epochs: upper bound on training epochs.
+        patience: stop after this many epochs without a better validation value; `None` never stops early.
+        channels: 1 to model grey images (RGB inputs are converted inside the model) or 3 for colour.
+        depth: stride-2 stages of encoder and decoder; `image_size` must be divisible by 2 ** depth.
+        width: channels of the first stage, doubled per stage up to 8 x width.
+        latent_dim: size of the bottleneck vector.
+        map_metric: per-pixel distance of the anomaly map, "l1", "l2" or "ssim"; `None` follows `loss`.
+        blur_sigma: Gaussian smoothing of the anomaly map in pixels.
+        image_score: "max", "mean" or "topk" (mean of the `top_k` fraction of largest map pixels).
+        top_k: fraction of pixels that "topk" averages, in (0, 1].
+        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`; `batch_size`
+            is also the training batch.
+    """
+
+    def __init__(
+        self,
+        loss: str = "l2",
+        lamp: bool = False,
+        optimizer: str = "adam",
+        lr: float | None = None,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        max_epochs: int = 100,
+        patience: int | None = 10,
+        channels: int = 3,
+        depth: int = 4,
+        width: int = 32,
+        latent_dim: int = 100,
+        map_metric: str | None = None,
+        blur_sigma: float = 2.0,
+        image_score: str = "max",
+        top_k: float = 0.01,
+        *,
+        image_size: int = 128,
+        resize: str = "squash",
+        batch_size: int = 8,
+        threshold_quantile: float = 0.99,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            resize=resize,
+            batch_size=batch_size,
+            threshold_quantile=threshold_quantile,
+            seed=seed,
+            device=device,
+        )
+        self.loss = loss
+        self.lamp = lamp
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.channels = channels
+        self.depth = depth
+        self.width = width
+        self.latent_dim = latent_dim
+        self.map_metric = map_metric
+        self.blur_sigma = blur_sigma
+        self.image_score = image_score
+        self.top_k = top_k
+
+    # ----------------------------------------------------------------------------- settings
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.loss not in BASE_LOSSES:
+            raise ConfigError(f"loss must be one of {BASE_LOSSES}, got {self.loss!r}")
+        if not isinstance(self.lamp, bool):
+            raise ConfigError(f"lamp must be True or False, got {self.lamp!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr is not None and not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ConfigError(f"lr must be > 0 (or None for the optimizer's default), got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
+            raise ConfigError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
+        for name in ("depth", "width", "latent_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.image_size % 2**self.depth:
+            raise ConfigError(
+                f"image_size must be divisible by 2 ** depth = {2**self.depth} (depth {self.depth}), "
+                f"got {self.image_size}"
+            )
+        if self.map_metric is not None and self.map_metric not in MAP_METRICS:
+            raise ConfigError(f"map_metric must be one of {MAP_METRICS} or None, got {self.map_metric!r}")
+        if self.blur_sigma < 0:
+            raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        if int(4 * self.blur_sigma + 0.5) >= self.image_size:
+            raise ConfigError(
+                f"blur_sigma must be below image_size / 4 ({self.image_size / 4:g}), got {self.blur_sigma}"
+            )
+        if self.image_score not in IMAGE_SCORES:
+            raise ConfigError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
+        if not (isinstance(self.top_k, int | float) and 0 < self.top_k <= 1):
+            raise ConfigError(f"top_k must be a fraction of the pixels in (0, 1], got {self.top_k!r}")
+        if "ssim" in (self.loss, self.map_metric) and self.image_size <= SSIM_WINDOW:
+            raise ConfigError(
+                f"image_size must exceed the SSIM window ({SSIM_WINDOW}), got {self.image_size}"
+            )
+
+    # ----------------------------------------------------------------------------- module
+    def _module(self) -> ConvAutoencoder:
+        return ConvAutoencoder(
+            image_size=self.image_size,
+            channels=self.channels,
+            depth=self.depth,
+            width=self.width,
+            latent_dim=self.latent_dim,
+            map_metric=self.map_metric or self.loss,
+            blur_sigma=self.blur_sigma,
+            image_score=self.image_score,
+            top_k=self.top_k,
+        )
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._module()
+
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        return self._module()  # no data-sized state: the weights are the whole model
+
+    def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        lr = self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        params, decay = module.parameters(), self.weight_decay
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr, betas=(self.momentum, 0.999), weight_decay=decay)
+        if self.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr, weight_decay=decay)
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=decay)
+
+    # ----------------------------------------------------------------------------- fit
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
+        device, progress = context.device, context.progress
+        module = self._module().to(device)
+        train_images = cache_images(train, progress, "load train")
+        val_images, val_labels = [], []
+        for batch in progress_bar(val, progress, "load val"):
+            val_images.append((batch.images * 255).round().to(torch.uint8))
+            val_labels.append(batch.labels)
+        if not val_images:
+            raise DataError("the autoencoder needs good validation images for its validation loss; got none")
+        val_cache = torch.cat(val_images)
+        labels = torch.cat(val_labels).numpy()
+        labelled = bool((labels == 1).any() and (labels <= 0).any())
+        good_val = val_cache[torch.from_numpy(labels <= 0)]
+        if len(good_val) == 0:
+            raise DataError("the autoencoder needs good validation images for its validation loss; got none")
+        optimizer = self._make_optimizer(module)
+
+        def batch_loss(images: torch.Tensor) -> torch.Tensor:
+            target = module.prepare(images.to(device))
+            return reconstruction_loss(self.loss, self.lamp, target, module.reconstruct(target))
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            module.train()
+            total, count = 0.0, 0
+            for images in shuffled_batches(train_images, self.batch_size):
+                losses = batch_loss(images)
+                optimizer.zero_grad(set_to_none=True)
+                losses.mean().backward()
+                optimizer.step()
+                total += float(losses.detach().sum())
+                count += len(images)
+            return {"loss": total / max(count, 1)}
+
+        def validate() -> dict[str, float]:
+            module.eval()
+            values: dict[str, float] = {}
+            with torch.inference_mode():
+                if len(good_val):
+                    losses = [batch_loss(images) for images in in_batches(good_val, self.batch_size)]
+                    values["val_loss"] = float(torch.cat(losses).mean())
+                if labelled:
+                    scores = [module(images.to(device))[0].cpu() for images in in_batches(val_cache, 64)]
+                    auroc = image_auroc((labels == 1).astype(int), torch.cat(scores).numpy())
+                    values["val_neg_auroc"] = -auroc
+            return values
+
+        def save_samples(epoch: int) -> None:
+            if context.work_dir is not None:
+                path = context.work_dir / SAMPLE_DIR / f"epoch_{epoch + 1:03d}.png"
+                save_sample_grid(module, val_cache[:N_SAMPLES], path)
+
+        monitor = "val_neg_auroc" if labelled else "val_loss"
+        if labelled:
+            logger.info("validation images include labelled anomalies: early stopping on image AUROC")
+        loop = EpochLoop(self.max_epochs, self.patience, context, desc="autoencoder")
+        state = {"module": module, "optimizer": optimizer}
+        self.history_ = loop.run(
+            train_epoch,
+            state,
+            best_of=module,
+            validate=validate,
+            monitor=monitor,
+            on_epoch_end=save_samples,
+        )
+        return module.eval()
+
+    @torch.inference_mode()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Reconstructions of a resized batch (B, 3, H, W) in [0, 1]: (B, channels, H, W) in [0, 1]."""
+        self._check_is_fitted()
+        device = next(self.module_.parameters()).device
+        return self.module_.reconstruct(self.module_.prepare(images.to(device))).cpu()
+
+
+@torch.inference_mode()
+def save_sample_grid(module: ConvAutoencoder, images: torch.Tensor, path: Path) -> None:
+    """Write a PNG with one column per image: input, reconstruction, anomaly map (jet, 0 = the grid's
+    smallest value, red = its largest).
+
+    Args:
+        module: the autoencoder being trained (left in eval mode).
+        images: (N, 3, H, W) uint8 images.
+        path: PNG file; parent folders are created.
+    """
+    from defectlens.reports.figures import overlay, save_image
+
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    batch = images.float().div(255).to(device)
+    target = module.prepare(batch)
+    recon = module.reconstruct(target)
+    maps = module.anomaly_map(target, recon).cpu().numpy()
+    module.train(was_training)
+    low, high = float(maps.min()), float(maps.max())
+    scaled = (maps - low) / (high - low) if high > low else np.zeros_like(maps)
+
+    def rgb(x: torch.Tensor) -> np.ndarray:
+        x = (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+        return x.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
+
+    inputs, recons = rgb(target), rgb(recon)
+    blank = np.zeros_like(inputs[0])
+    columns = [
+        np.concatenate([inputs[i], recons[i], overlay(blank, scaled[i], alpha=1.0)], axis=0)
+        for i in range(len(inputs))
+    ]
+    grid = np.concatenate(columns, axis=1)
+    repeat = max(1, 96 // images.shape[-2])  # tiny inputs (MNIST, 32 px) are enlarged to be visible
+    if repeat > 1:
+        grid = grid.repeat(repeat, axis=0).repeat(repeat, axis=1)
+    save_image(grid, path)
+
+
+__all__ = ["Autoencoder", "save_sample_grid"]

@@ -1,0 +1,235 @@
+"""STFPM (Wang et al., "Student-Teacher Feature Pyramid Matching for Anomaly Detection", BMVC 2021)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from defectlens.backbones import DEFAULT_BACKBONE
+from defectlens.engine.loop import EpochLoop, cache_images, in_batches
+from defectlens.errors import ConfigError
+from defectlens.metrics import image_auroc
+from defectlens.models.base import Detector, FitContext, progress_bar
+from defectlens.models.registry import register
+from defectlens.models.stfpm.torch_model import (
+    MAP_COMBINATIONS,
+    StfpmModel,
+    build_pair,
+    normalize,
+    stfpm_loss,
+)
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adam")
+DEFAULT_LR = {"sgd": 0.4, "adam": 1e-3}
+
+
+@register("stfpm")
+class Stfpm(Detector):
+    """A student network learns to reproduce a pretrained teacher's features on good images; where it
+    fails, the image is anomalous.
+
+    Training minimises, per layer, half the mean squared distance between the channel-normalised
+    teacher and student features, summed over layers. After each epoch the loss on the validation
+    images (good images held out of training) decides early stopping, and the student of the best
+    epoch is kept. When the validation images include labelled anomalies (label 1), the negative
+    image AUROC on them is monitored instead of the loss.
+
+    Args:
+        backbone: timm model name of teacher and student.
+        layers: backbone layers to match (timm `feature_info` indices); (1, 2, 3) is the equivalent of
+            ResNet's layer1..layer3 (strides 4, 8, 16).
+        weights: teacher weight file; `None` uses packaged or cached ImageNet weights.
+        optimizer: "sgd" (the paper) or "adam".
+        lr: learning rate; `None` means 0.4 for SGD (the paper) and 1e-3 for Adam.
+        momentum: SGD momentum, or Adam's beta1.
+        weight_decay: L2 penalty on the student's weights.
+        max_epochs: upper bound on training epochs.
+        patience: stop after this many epochs without a better validation value; `None` never stops early.
+        map_combination: "product" (the paper) or "sum" of the per-layer maps upsampled to input size.
+        blur_sigma: Gaussian smoothing of the anomaly map in pixels.
+        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`; `batch_size`
+            is also the training batch.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        layers: tuple[int, ...] = (1, 2, 3),
+        weights: str | None = None,
+        optimizer: str = "sgd",
+        lr: float | None = None,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        max_epochs: int = 100,
+        patience: int | None = 10,
+        map_combination: str = "product",
+        blur_sigma: float = 4.0,
+        *,
+        image_size: int = 256,
+        resize: str = "squash",
+        batch_size: int = 8,
+        threshold_quantile: float = 0.99,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            resize=resize,
+            batch_size=batch_size,
+            threshold_quantile=threshold_quantile,
+            seed=seed,
+            device=device,
+        )
+        self.backbone = backbone
+        self.layers = layers
+        self.weights = weights
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.map_combination = map_combination
+        self.blur_sigma = blur_sigma
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not isinstance(self.layers, tuple | list) or not self.layers:
+            raise ConfigError(f"layers must be a non-empty tuple of layer indices, got {self.layers!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr is not None and not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ConfigError(f"lr must be > 0 (or None for the optimizer's default), got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
+            raise ConfigError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}")
+        if self.map_combination not in MAP_COMBINATIONS:
+            raise ConfigError(
+                f"map_combination must be one of {MAP_COMBINATIONS}, got {self.map_combination!r}"
+            )
+        if self.blur_sigma < 0:
+            raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+
+    def _module(self, pretrained: bool) -> StfpmModel:
+        weights = Path(self.weights) if self.weights else None
+        teacher, student = build_pair(self.backbone, tuple(self.layers), weights, pretrained)
+        return StfpmModel(teacher, student, self.map_combination, self.blur_sigma)
+
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        return self._module(pretrained=False)  # no data-sized state: teacher and student are the model
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._module(pretrained=False)
+
+    def _make_optimizer(self, student: nn.Module) -> torch.optim.Optimizer:
+        lr = self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        if self.optimizer == "adam":
+            return torch.optim.Adam(
+                student.parameters(), lr=lr, betas=(self.momentum, 0.999), weight_decay=self.weight_decay
+            )
+        return torch.optim.SGD(
+            student.parameters(), lr=lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
+
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
+        device, progress = context.device, context.progress
+        module = self._module(pretrained=True).to(device)
+        train_images = cache_images(train, progress, "load train")
+        val_images, val_labels = [], []
+        for batch in progress_bar(val, progress, "load val"):
+            val_images.append((batch.images * 255).round().to(torch.uint8))
+            val_labels.append(batch.labels)
+        val_cache = torch.cat(val_images)
+        labels = torch.cat(val_labels).numpy()
+        # Teacher features never change: normalised once, kept in float16 (336 KB per 256 px image
+        # for layers (1, 2, 3) of tf_efficientnet_lite0; 230 MB for MTD's 686 training images).
+        train_targets = self._teacher_features(module, train_images, progress, "teacher train")
+        val_targets = self._teacher_features(module, val_cache, progress, "teacher val")
+        student = module.student
+        optimizer = self._make_optimizer(student)
+        labelled = bool((labels == 1).any() and (labels <= 0).any())
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            student.train()
+            total, count = 0.0, 0
+            for index in _shuffled_indices(len(train_images), self.batch_size):
+                images = train_images[index].float().div_(255).to(device)
+                targets = [t[index].to(device).float() for t in train_targets]
+                losses = stfpm_loss(targets, normalize(student(images)))
+                optimizer.zero_grad(set_to_none=True)
+                # Summed over the batch as in the authors' code (MSELoss(reduction="sum")): lr 0.4 is
+                # tuned for that; a batch mean shrinks every step by the batch size and stalls training.
+                losses.sum().backward()
+                optimizer.step()
+                total += float(losses.detach().sum())
+                count += len(index)
+            return {"loss": total / max(count, 1)}
+
+        def validate() -> dict[str, float]:
+            student.eval()
+            total, scores = 0.0, []
+            with torch.inference_mode():
+                for start, images in zip(
+                    range(0, len(val_cache), self.batch_size),
+                    in_batches(val_cache, self.batch_size),
+                    strict=True,
+                ):
+                    images = images.to(device)
+                    targets = [t[start : start + self.batch_size].to(device).float() for t in val_targets]
+                    predicted = normalize(student(images))
+                    total += float(stfpm_loss(targets, predicted).sum())
+                    if labelled:
+                        maps = module.anomaly_map(targets, predicted, images.shape[-2:])
+                        scores.append(maps.amax(dim=(1, 2)).cpu())
+            values = {"val_loss": total / len(val_cache)}
+            if labelled:
+                values["val_neg_auroc"] = -image_auroc((labels == 1).astype(int), torch.cat(scores).numpy())
+            return values
+
+        monitor = "val_neg_auroc" if labelled else "val_loss"
+        if labelled:
+            logger.info("validation images include labelled anomalies: early stopping on image AUROC")
+        loop = EpochLoop(self.max_epochs, self.patience, context, desc="stfpm")
+        state = {"student": student, "optimizer": optimizer}
+        self.history_ = loop.run(train_epoch, state, best_of=student, validate=validate, monitor=monitor)
+        return module.eval()
+
+    @torch.inference_mode()
+    def _teacher_features(
+        self, module: StfpmModel, images: torch.Tensor, progress: bool, desc: str
+    ) -> list[torch.Tensor]:
+        device = next(module.buffers()).device
+        parts = [
+            [f.half().cpu() for f in normalize(module.teacher(batch.to(device)))]
+            for batch in progress_bar(
+                in_batches(images, self.batch_size), progress, desc, -(-len(images) // self.batch_size)
+            )
+        ]
+        return [torch.cat(layer) for layer in zip(*parts, strict=True)]
+
+
+def _shuffled_indices(n: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """Index batches in a new random order each call, the last partial batch dropped when n >= batch_size.
+
+    Like `engine.loop.shuffled_batches`, but indices, so images and their cached teacher features stay
+    paired. The order comes from torch's global generator, which `fit` seeds and a resumed loop restores.
+    """
+    order = torch.randperm(n)
+    stop = n - n % batch_size if n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
+__all__ = ["Stfpm"]
