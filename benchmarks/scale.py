@@ -47,8 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("model", help="run folder or export folder")
-    parser.add_argument("--images", nargs="+", required=True, help="folders, globs or list files")
+    parser.add_argument("model", nargs="?", help="run folder or export folder")
+    parser.add_argument("--images", nargs="+", help="folders, globs or list files")
     parser.add_argument("--threads", type=int, default=2, help="threads of plain predict")
     parser.add_argument("--out", type=Path, help="append JSON lines here")
     parser.add_argument("--job", help=argparse.SUPPRESS)
@@ -56,6 +56,8 @@ def main() -> None:
     if args.job:
         print(json.dumps(run_job(json.loads(args.job))))
         return
+    if not args.model or not args.images:
+        parser.error("give the model folder and --images")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; model {args.model}\n")
     print("| engine | workers | images | wall s | img/s | Ray start-up s | img/s after start-up |")
     print("|---|---|---|---|---|---|---|")
