@@ -82,3 +82,16 @@ def test_batches_cover_every_image_once():
     assert [len(b) for b in shuffled_batches(images, 4)] == [4, 4]  # drop_last
     ordered = torch.cat([b[:, 0, 0, 0] for b in in_batches(images, 3)])
     assert (ordered * 255).round().tolist() == list(range(10))
+
+
+def test_make_optimizer_builds_each_kind_and_names_a_bad_one():
+    from defectlens.engine.loop import make_optimizer
+
+    params = [nn.Parameter(torch.zeros(2))]
+    adam = make_optimizer("adam", params, 1e-3, 0.5, 1e-4)
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["betas"] == (0.5, 0.999)
+    assert isinstance(make_optimizer("rmsprop", params, 1e-3, 0.9, 0.0), torch.optim.RMSprop)
+    sgd = make_optimizer("sgd", params, 0.4, 0.9, 1e-4)
+    assert sgd.defaults["momentum"] == 0.9 and sgd.defaults["weight_decay"] == 1e-4
+    with pytest.raises(ConfigError, match="optimizer must be 'sgd', 'rmsprop' or 'adam', got 'lbfgs'"):
+        make_optimizer("lbfgs", params, 1.0, 0.0, 0.0)

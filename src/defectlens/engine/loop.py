@@ -53,6 +53,19 @@ def in_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
         yield images[start : start + batch_size].float() / 255
 
 
+def make_optimizer(
+    name: str, parameters: Any, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """ "sgd" (with `momentum`), "rmsprop" (without momentum) or "adam" (`momentum` as its first beta)."""
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ConfigError(f"optimizer must be 'sgd', 'rmsprop' or 'adam', got {name!r}")
+
+
 @dataclass
 class EpochLoop:
     """Runs `train_epoch` up to `max_epochs` times with early stopping, best weights and resume.

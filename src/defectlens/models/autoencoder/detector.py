@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.engine.loop import EpochLoop, cache_images, in_batches, shuffled_batches
+from defectlens.engine.loop import EpochLoop, cache_images, in_batches, make_optimizer, shuffled_batches
 from defectlens.errors import ConfigError, DataError
 from defectlens.metrics import image_auroc
 from defectlens.models.autoencoder.losses import BASE_LOSSES, SSIM_WINDOW, reconstruction_loss
@@ -182,12 +182,7 @@ class Autoencoder(Detector):
 
     def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
         lr = self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
-        params, decay = module.parameters(), self.weight_decay
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=(self.momentum, 0.999), weight_decay=decay)
-        if self.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr, weight_decay=decay)
-        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=decay)
+        return make_optimizer(self.optimizer, module.parameters(), lr, self.momentum, self.weight_decay)
 
     # ----------------------------------------------------------------------------- fit
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:

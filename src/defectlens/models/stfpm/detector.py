@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from defectlens.backbones import DEFAULT_BACKBONE
-from defectlens.engine.loop import EpochLoop, cache_images, in_batches
+from defectlens.engine.loop import EpochLoop, cache_images, in_batches, make_optimizer
 from defectlens.errors import ConfigError
 from defectlens.metrics import image_auroc
 from defectlens.models.base import Detector, FitContext, progress_bar
@@ -135,13 +135,7 @@ class Stfpm(Detector):
 
     def _make_optimizer(self, student: nn.Module) -> torch.optim.Optimizer:
         lr = self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
-        if self.optimizer == "adam":
-            return torch.optim.Adam(
-                student.parameters(), lr=lr, betas=(self.momentum, 0.999), weight_decay=self.weight_decay
-            )
-        return torch.optim.SGD(
-            student.parameters(), lr=lr, momentum=self.momentum, weight_decay=self.weight_decay
-        )
+        return make_optimizer(self.optimizer, student.parameters(), lr, self.momentum, self.weight_decay)
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         device, progress = context.device, context.progress
