@@ -87,31 +87,45 @@ class ScoreWorker:
         self.task = task
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [self._score_one(str(path)) for path in batch["path"]]
+        paths = [str(path) for path in batch["path"]]
+        try:
+            rows = self._score(paths)  # one model call for the whole batch
+        except DefectlensError:  # an unreadable image: score one by one so only it becomes an error row
+            rows = [row for path in paths for row in self._score_or_error(path)]
         return {
             key: [row[key] for row in rows]
             for key in ("path", "score", "label", "raw_score", "boxes", "error")
         }
 
-    def _score_one(self, path: str) -> dict[str, Any]:
+    def _score(self, paths: list[str]) -> list[dict[str, Any]]:
+        rows = []
+        for _, prediction in self.scorer.iter_predict(paths, batch_size=len(paths)):
+            for i in range(len(prediction.score)):
+                entry, *_ = describe(paths[len(rows)], prediction, i, self.task)
+                boxes = json.dumps(entry["boxes"]) if "boxes" in entry else None
+                rows.append(
+                    {
+                        **{k: entry[k] for k in ("path", "score", "label", "raw_score")},
+                        "boxes": boxes,
+                        "error": None,
+                    }
+                )
+        return rows
+
+    def _score_or_error(self, path: str) -> list[dict[str, Any]]:
         try:
-            _, prediction = next(iter(self.scorer.iter_predict([path], batch_size=1)))
-        except DefectlensError as error:  # unreadable image: a row that says so
-            return {
-                "path": path,
-                "score": None,
-                "label": None,
-                "raw_score": None,
-                "boxes": None,
-                "error": str(error),
-            }
-        entry, *_ = describe(path, prediction, 0, self.task)
-        boxes = json.dumps(entry["boxes"]) if "boxes" in entry else None
-        return {
-            **{k: entry[k] for k in ("path", "score", "label", "raw_score")},
-            "boxes": boxes,
-            "error": None,
-        }
+            return self._score([path])
+        except DefectlensError as error:
+            return [
+                {
+                    "path": path,
+                    "score": None,
+                    "label": None,
+                    "raw_score": None,
+                    "boxes": None,
+                    "error": str(error),
+                }
+            ]
 
 
 def predict_on_ray(
