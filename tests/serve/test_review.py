@@ -85,6 +85,7 @@ def test_page_in_a_real_browser(review_url, tiny_mvtec):
         score = float(page.inner_text("#score"))
         assert 0 <= score <= 1 and page.inner_text("#label") in ("normal", "anomalous")
         assert page.get_attribute("#overlay", "src").startswith("data:image/png;base64,")
+        assert int(page.inner_text("#elapsed").removesuffix(" ms")) < 1000  # drop to score in under a second
         # the threshold slider changes how many are flagged
         page.wait_for_selector(".card")
         scores = [item["score"] for item in httpx.get(f"{review_url}/v1/review/items").json()["items"]]
