@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from defectlens.errors import CheckpointError, ConfigError
+from defectlens.errors import CheckpointError, ConfigError, DataError
 from defectlens.models.base import FitContext
 
 logger = logging.getLogger(__name__)
@@ -30,21 +31,40 @@ STATE_FILE = "last.pt"
 HISTORY_FILE = "history.json"
 
 
-def cache_images(data: DataLoader, progress: bool = False, desc: str = "load") -> torch.Tensor:
-    """Decode and resize every image once: (N, 3, H, W) uint8, so epochs do not re-read files."""
-    batches = data if not progress else tqdm(data, desc=desc, unit="batch", leave=False)
-    return torch.cat([(batch.images * 255).round().to(torch.uint8) for batch in batches])
+def cache_images(
+    data: DataLoader, progress: bool = False, desc: str = "load"
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Decode and resize every image once: (N, 3, H, W) uint8 and the (N,) labels, so epochs do not
+    re-read files.
+
+    Raises:
+        DataError: `data` holds no image.
+    """
+    images, labels = [], []
+    for batch in data if not progress else tqdm(data, desc=desc, unit="batch", leave=False):
+        images.append((batch.images * 255).round().to(torch.uint8))
+        labels.append(batch.labels)
+    if not images:
+        raise DataError(f"no images to {desc}")
+    return torch.cat(images), torch.cat(labels).numpy()
 
 
-def shuffled_batches(images: torch.Tensor, batch_size: int, drop_last: bool = True) -> Iterator[torch.Tensor]:
-    """Float batches in [0, 1] of cached uint8 images, in a new random order each call.
+def shuffled_indices(n: int, batch_size: int, drop_last: bool = True) -> Iterator[torch.Tensor]:
+    """Index batches over `n` items in a new random order each call (the last partial batch dropped
+    when `drop_last` and n >= batch_size), so images and cached targets can be taken together.
 
     The order comes from torch's global generator, which `fit` seeds and a resumed loop restores.
     """
-    order = torch.randperm(len(images))
-    stop = len(order) - len(order) % batch_size if drop_last and len(order) >= batch_size else len(order)
+    order = torch.randperm(n)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
-        yield images[order[start : start + batch_size]].float() / 255
+        yield order[start : start + batch_size]
+
+
+def shuffled_batches(images: torch.Tensor, batch_size: int, drop_last: bool = True) -> Iterator[torch.Tensor]:
+    """Float batches in [0, 1] of cached uint8 images, in a new random order each call."""
+    for index in shuffled_indices(len(images), batch_size, drop_last):
+        yield images[index].float() / 255
 
 
 def in_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:

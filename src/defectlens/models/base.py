@@ -222,6 +222,7 @@ class Detector(ABC):
                 f"{type(self).__name__} refits to learn new good images: pass the training images"
             )
         calibration = self.calibration_
+        # The new good images double as validation data for models that monitor one while training.
         combined = list(train) + list(good if isinstance(good, list | tuple) else [good])
         self.module_ = self._fit_module(
             loader(as_dataset(combined, self.input_resize), self.batch_size),

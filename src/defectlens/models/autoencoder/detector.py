@@ -16,7 +16,7 @@ from defectlens.errors import ConfigError, DataError
 from defectlens.metrics import image_auroc
 from defectlens.models.autoencoder.losses import BASE_LOSSES, SSIM_WINDOW, reconstruction_loss
 from defectlens.models.autoencoder.torch_model import IMAGE_SCORES, MAP_METRICS, ConvAutoencoder
-from defectlens.models.base import Detector, FitContext, progress_bar
+from defectlens.models.base import Detector, FitContext
 from defectlens.models.registry import register
 
 logger = logging.getLogger(__name__)
@@ -188,15 +188,8 @@ class Autoencoder(Detector):
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         device, progress = context.device, context.progress
         module = self._module().to(device)
-        train_images = cache_images(train, progress, "load train")
-        val_images, val_labels = [], []
-        for batch in progress_bar(val, progress, "load val"):
-            val_images.append((batch.images * 255).round().to(torch.uint8))
-            val_labels.append(batch.labels)
-        if not val_images:
-            raise DataError("the autoencoder needs good validation images for its validation loss; got none")
-        val_cache = torch.cat(val_images)
-        labels = torch.cat(val_labels).numpy()
+        train_images, _ = cache_images(train, progress, "load train")
+        val_cache, labels = cache_images(val, progress, "load validation images")
         labelled = bool((labels == 1).any() and (labels <= 0).any())
         good_val = val_cache[torch.from_numpy(labels <= 0)]
         if len(good_val) == 0:

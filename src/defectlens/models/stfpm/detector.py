@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from defectlens.backbones import DEFAULT_BACKBONE
-from defectlens.engine.loop import EpochLoop, cache_images, in_batches, make_optimizer
+from defectlens.engine.loop import EpochLoop, cache_images, in_batches, make_optimizer, shuffled_indices
 from defectlens.errors import ConfigError
 from defectlens.metrics import image_auroc
 from defectlens.models.base import Detector, FitContext, progress_bar
@@ -140,13 +140,8 @@ class Stfpm(Detector):
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         device, progress = context.device, context.progress
         module = self._module(pretrained=True).to(device)
-        train_images = cache_images(train, progress, "load train")
-        val_images, val_labels = [], []
-        for batch in progress_bar(val, progress, "load val"):
-            val_images.append((batch.images * 255).round().to(torch.uint8))
-            val_labels.append(batch.labels)
-        val_cache = torch.cat(val_images)
-        labels = torch.cat(val_labels).numpy()
+        train_images, _ = cache_images(train, progress, "load train")
+        val_cache, labels = cache_images(val, progress, "load val")
         # Teacher features never change: normalised once, kept in float16 (336 KB per 256 px image
         # for layers (1, 2, 3) of tf_efficientnet_lite0; 230 MB for MTD's 686 training images).
         train_targets = self._teacher_features(module, train_images, progress, "teacher train")
@@ -158,7 +153,7 @@ class Stfpm(Detector):
         def train_epoch(epoch: int) -> dict[str, float]:
             student.train()
             total, count = 0.0, 0
-            for index in _shuffled_indices(len(train_images), self.batch_size):
+            for index in shuffled_indices(len(train_images), self.batch_size):
                 images = train_images[index].float().div_(255).to(device)
                 targets = [t[index].to(device).float() for t in train_targets]
                 losses = stfpm_loss(targets, normalize(student(images)))
@@ -212,18 +207,6 @@ class Stfpm(Detector):
             )
         ]
         return [torch.cat(layer) for layer in zip(*parts, strict=True)]
-
-
-def _shuffled_indices(n: int, batch_size: int) -> Iterator[torch.Tensor]:
-    """Index batches in a new random order each call, the last partial batch dropped when n >= batch_size.
-
-    Like `engine.loop.shuffled_batches`, but indices, so images and their cached teacher features stay
-    paired. The order comes from torch's global generator, which `fit` seeds and a resumed loop restores.
-    """
-    order = torch.randperm(n)
-    stop = n - n % batch_size if n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        yield order[start : start + batch_size]
 
 
 __all__ = ["Stfpm"]
