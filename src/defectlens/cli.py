@@ -585,3 +585,8 @@ def main(
     if version:
         console.print(__version__)
         raise typer.Exit()
+
+
+from defectlens.audio.cli import audio_app  # noqa: E402 (mounted last; its commands import what they use)
+
+app.add_typer(audio_app, name="audio", help="Machine-sound anomaly detection: train, test, predict on audio.")

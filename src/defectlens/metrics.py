@@ -393,3 +393,117 @@ def evaluate(
     result["pixel_auroc"] = _pixel_auroc_flat("pixel_auroc", pix_scores, defect)
     result["aupro"] = _aupro_flat("aupro", shapes, pix_scores, defect, limit)
     return result
+
+
+# ------------------------------------------------------------------------------------------- audio
+__all__ += ["dcase_pauc", "audio_auc_pauc"]
+
+
+def dcase_pauc(labels: ArrayLike, scores: ArrayLike, max_fpr: float = 0.1) -> float:
+    """Partial AUC as DCASE Task 2 defines it: the ROC area over FPR in [0, max_fpr], divided by max_fpr.
+
+    The ROC curve (ties as one diagonal step, as in the full AUC) is integrated with the trapezoid rule
+    and interpolated linearly at ``max_fpr``. When ``max_fpr * n_normal`` is an integer and scores have
+    no ties, this is the task description's count: among the ``max_fpr * n_normal`` highest-scoring
+    normal clips, the fraction of (normal, anomalous) pairs the anomalous clip out-scores. Unlike
+    ``sklearn.metrics.roc_auc_score(..., max_fpr=p)``, the value is *not* McClish-standardised, so a
+    random scorer gets about ``max_fpr / 2`` (0.05), not 0.5.
+
+    Args:
+        labels: (n,) 1 anomalous, 0 normal.
+        scores: (n,) anomaly scores, higher = more anomalous.
+        max_fpr: upper end of the FPR range, in (0, 1].
+
+    Returns:
+        The partial AUC in [0, 1]; 1.0 when every anomalous clip out-scores every normal one.
+
+    Raises:
+        ConfigError: invalid labels or scores (see :func:`image_auroc`) or ``max_fpr`` outside (0, 1].
+    """
+    from sklearn.metrics import roc_curve
+
+    limit = _check_fpr_limit("dcase_pauc", max_fpr)
+    y, s = _check_image_inputs("dcase_pauc", labels, scores)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    stop = int(np.searchsorted(fpr, limit, side="right"))  # points with fpr <= limit
+    x, v = fpr[:stop], tpr[:stop]
+    if x[-1] < limit:  # a point with fpr > limit exists because the last fpr is 1.0
+        t_lim = v[-1] + (tpr[stop] - v[-1]) * (limit - x[-1]) / (fpr[stop] - x[-1])
+        x, v = np.append(x, limit), np.append(v, t_lim)
+    return float(np.trapezoid(v, x) / limit)
+
+
+def audio_auc_pauc(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    sections: ArrayLike,
+    domains: ArrayLike | None = None,
+    max_fpr: float = 0.1,
+) -> dict[str, object]:
+    """AUC and DCASE pAUC per machine id / section, their means and the DCASE 2022 harmonic mean.
+
+    Without ``domains`` (DCASE 2020), each section gets the AUC and pAUC of its clips; ``hmean`` is the
+    harmonic mean of all those AUCs and pAUCs. With ``domains`` (DCASE 2022), each section also gets
+    ``auc_source`` and ``auc_target``: the AUC of that domain's normal clips against *all* anomalous
+    clips of the section, as the DCASE 2022 task description defines it; ``hmean`` is then the
+    harmonic mean of every per-domain AUC and every section's pAUC, the task's official score.
+
+    Args:
+        labels: (n,) 1 anomalous, 0 normal.
+        scores: (n,) anomaly scores, higher = more anomalous.
+        sections: (n,) machine id or section of each clip (e.g. "id_00", "section_00").
+        domains: (n,) "source" or "target" per clip, or ``None``.
+        max_fpr: pAUC limit, in (0, 1].
+
+    Returns:
+        ``{"sections": {name: {"auc", "pauc", "n_normal", "n_anomalous"[, "auc_source", "auc_target"]}},
+        "mean_auc", "mean_pauc", "hmean", "max_fpr"}``; means are arithmetic over sections.
+
+    Raises:
+        ConfigError: lengths differ, a section lacks normal or anomalous clips, a domain value is not
+            source/target, a domain lacks normal clips, or any check of :func:`dcase_pauc` fails.
+    """
+    from scipy.stats import hmean
+
+    y, s = _check_image_inputs("audio_auc_pauc", labels, scores)
+    groups = np.asarray(sections).astype(str)
+    if groups.shape != y.shape:
+        raise ConfigError(f"audio_auc_pauc got {groups.size} sections for {y.size} scores; lengths differ")
+    dom = None if domains is None else np.asarray(domains).astype(str)
+    if dom is not None:
+        if dom.shape != y.shape:
+            raise ConfigError(f"audio_auc_pauc got {dom.size} domains for {y.size} scores; lengths differ")
+        bad = sorted(set(dom.tolist()) - {"source", "target"})
+        if bad:
+            raise ConfigError(f"audio_auc_pauc needs domains 'source' or 'target', got {bad[:5]}")
+    per_section: dict[str, dict[str, float | int]] = {}
+    hmean_terms: list[float] = []
+    for name in sorted(set(groups.tolist())):
+        member = groups == name
+        fname = f"audio_auc_pauc (section {name})"
+        ys, ss = _check_image_inputs(fname, y[member], s[member])
+        entry: dict[str, float | int] = {
+            "auc": float(roc_auc_score(ys, ss)),
+            "pauc": dcase_pauc(ys, ss, max_fpr),
+            "n_normal": int(np.count_nonzero(ys == 0)),
+            "n_anomalous": int(ys.sum()),
+        }
+        if dom is None:
+            hmean_terms += [entry["auc"], entry["pauc"]]
+        else:
+            for domain in ("source", "target"):
+                keep = (ys == 1) | (dom[member] == domain)
+                if not np.any(ys[keep] == 0):
+                    raise ConfigError(f"{fname} has no normal clip in the {domain} domain")
+                entry[f"auc_{domain}"] = float(roc_auc_score(ys[keep], ss[keep]))
+                hmean_terms.append(entry[f"auc_{domain}"])
+            hmean_terms.append(entry["pauc"])
+        per_section[name] = entry
+    terms = np.asarray(hmean_terms)
+    return {
+        "sections": per_section,
+        "mean_auc": float(np.mean([e["auc"] for e in per_section.values()])),
+        "mean_pauc": float(np.mean([e["pauc"] for e in per_section.values()])),
+        "hmean": 0.0 if np.any(terms <= 0) else float(hmean(terms)),
+        "max_fpr": float(max_fpr),
+    }

@@ -1,0 +1,191 @@
+"""The DCASE 2020 Task 2 baseline: a dense autoencoder on five stacked log-mel frames.
+
+As the baseline (Koizumi et al., DCASE 2020): 128 mel bands from a 1024-point FFT with hop 512 and
+power 2, `frames`=5 consecutive frames concatenated into a 640-dim vector (one vector per frame
+position), a 640-128-128-128-128-8-128-128-128-128-640 network with batch norm and ReLU after every
+hidden layer, MSE loss, Adam with lr 1e-3, batch 512, 100 epochs. The anomaly score of a window is its
+mean squared reconstruction error; the clip score is the mean over the clip's windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import pairwise
+
+import numpy as np
+import torch
+from torch import nn
+
+from defectlens.audio.features import LogMelSettings
+from defectlens.audio.models.base import AudioDetector, WindowSampler, clip_windows
+from defectlens.audio.models.registry import register
+from defectlens.engine.loop import EpochLoop, shuffled_indices
+from defectlens.errors import ConfigError
+from defectlens.models.base import FitContext
+
+
+def stack_frames(windows: torch.Tensor) -> torch.Tensor:
+    """(B, n_mels, frames) windows -> (B, frames * n_mels) vectors, frame after frame as the baseline."""
+    return windows.transpose(1, 2).reshape(len(windows), -1)
+
+
+def _dense_block(n_in: int, n_out: int) -> list[nn.Module]:
+    return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.ReLU()]
+
+
+class DenseAutoencoder(nn.Module):
+    """(B, input_dim) -> (B, input_dim) reconstruction.
+
+    Args:
+        input_dim: size of a stacked-frame vector (frames x n_mels).
+        hidden_units: width of the hidden layers.
+        bottleneck_units: width of the code.
+        hidden_layers: hidden layers on each side of the code.
+    """
+
+    def __init__(self, input_dim: int, hidden_units: int, bottleneck_units: int, hidden_layers: int) -> None:
+        super().__init__()
+        widths = [input_dim] + [hidden_units] * hidden_layers
+        encoder = [layer for a, b in pairwise(widths) for layer in _dense_block(a, b)]
+        decoder_widths = [bottleneck_units] + [hidden_units] * hidden_layers
+        decoder = [layer for a, b in pairwise(decoder_widths) for layer in _dense_block(a, b)]
+        self.net = nn.Sequential(
+            *encoder,
+            *_dense_block(hidden_units, bottleneck_units),
+            *decoder,
+            nn.Linear(hidden_units, input_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@register("dcase-baseline-ae")
+class DenseAEDetector(AudioDetector):
+    """DCASE 2020 Task 2 baseline: dense autoencoder on stacked log-mel frames, clip score = mean MSE.
+
+    Args:
+        n_fft: FFT length.
+        hop_length: samples between frames.
+        n_mels: mel bands.
+        power: spectrum exponent.
+        frames: consecutive frames stacked into one input vector.
+        hidden_units: width of the hidden layers.
+        bottleneck_units: width of the code.
+        hidden_layers: hidden layers on each side of the code.
+        lr: Adam learning rate.
+        max_epochs: training epochs.
+        score: "mse_mean", the only score.
+        sample_rate, channel, batch_size, threshold_quantile, seed, device: as in AudioDetector.
+    """
+
+    score_names = ("mse_mean",)
+
+    def __init__(
+        self,
+        *,
+        n_fft: int = 1024,
+        hop_length: int = 512,
+        n_mels: int = 128,
+        power: float = 2.0,
+        frames: int = 5,
+        hidden_units: int = 128,
+        bottleneck_units: int = 8,
+        hidden_layers: int = 4,
+        lr: float = 1e-3,
+        max_epochs: int = 100,
+        score: str = "mse_mean",
+        sample_rate: int = 16000,
+        channel: int | None = None,
+        batch_size: int = 512,
+        threshold_quantile: float = 0.9,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            sample_rate=sample_rate,
+            channel=channel,
+            batch_size=batch_size,
+            threshold_quantile=threshold_quantile,
+            seed=seed,
+            device=device,
+        )
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.power = power
+        self.frames = frames
+        self.hidden_units = hidden_units
+        self.bottleneck_units = bottleneck_units
+        self.hidden_layers = hidden_layers
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.score = score
+
+    @property
+    def feature_settings(self) -> LogMelSettings:
+        return LogMelSettings(
+            sample_rate=self.sample_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            n_mels=self.n_mels,
+            power=self.power,
+            top_db=None,
+            channel=self.channel,
+        )
+
+    @property
+    def window_frames(self) -> int:
+        return self.frames
+
+    @property
+    def window_hop(self) -> int:
+        return 1
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        for name in ("frames", "hidden_units", "bottleneck_units", "hidden_layers", "max_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+
+    def _new_module(self) -> DenseAutoencoder:
+        return DenseAutoencoder(
+            self.frames * self.n_mels, self.hidden_units, self.bottleneck_units, self.hidden_layers
+        )
+
+    def _fit_features(self, spectrograms: list[np.ndarray], context: FitContext) -> nn.Module:
+        model = self._new_module().to(context.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        sampler = WindowSampler(spectrograms, self.frames, 1)
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            model.train()
+            total, count = 0.0, 0
+            for index in shuffled_indices(len(sampler), self.batch_size):
+                x = stack_frames(torch.from_numpy(sampler.gather(index))).to(context.device)
+                loss = nn.functional.mse_loss(model(x), x)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total, count = total + loss.item() * len(x), count + len(x)
+            return {"loss": total / count}
+
+        loop = EpochLoop(self.max_epochs, None, context, desc=self.name)
+        self.history_ = loop.run(train_epoch, {"model": model, "optimizer": optimizer})
+        return model
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._new_module()
+
+    def _score_windows(self, spectrogram: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+        windows = clip_windows(spectrogram, self.frames, 1)
+
+        def errors(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+            x = stack_frames(batch)
+            return {"mse": (self.module_(x) - x).pow(2).mean(dim=1)}
+
+        per_window = self._forward_in_batches(windows, errors)["mse"].numpy().astype(np.float64)
+        return {"mse_mean": (float(per_window.mean()), per_window)}
