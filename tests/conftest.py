@@ -64,11 +64,15 @@ def quick():
 
 
 def quick_detector(name: str, **params):
-    """Detector `name` sized for unit tests: 64 px on the CPU, and 20 epochs where it trains for epochs
-    (as sklearn's checks shorten max_iter): a generic rule, not one per model name."""
+    """Detector `name` sized for unit tests: 64 px on the CPU, at most 20 epochs of every training phase
+    and 10 steps of an inference-time search (as sklearn's checks shorten max_iter): generic rules on
+    setting names, not one per model name."""
     from defectlens.models import create, detector_class
 
-    settings = {"image_size": 64, "batch_size": 4, "device": "cpu"}
-    if "max_epochs" in detector_class(name).param_names():
-        settings["max_epochs"] = 20
+    settings: dict = {"image_size": 64, "batch_size": 4, "device": "cpu"}
+    for param in detector_class(name).param_names():
+        if param.endswith("epochs"):
+            settings[param] = 20
+        elif param.endswith("steps"):
+            settings[param] = 10
     return create(name, **{**settings, **params})

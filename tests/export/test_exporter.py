@@ -11,13 +11,16 @@ from defectlens.data import load_mvtec
 from defectlens.errors import CheckpointError, ConfigError, DataError
 from defectlens.export import export_detector, export_run
 from defectlens.inference import MANIFEST, Inferencer
-from defectlens.models import list_detectors
+from defectlens.models import detector_class, list_detectors
 from defectlens.post.tasks import detect, segment
 
 FORMATS = ("onnx", "openvino", "torchscript")
 
 
-@pytest.fixture(scope="module", params=list_detectors())
+EXPORTABLE = [name for name in list_detectors() if detector_class(name).exportable]
+
+
+@pytest.fixture(scope="module", params=EXPORTABLE)
 def fitted(request, tiny_mvtec, quick):
     splits = load_mvtec(tiny_mvtec, val_fraction=0.25)
     detector = quick(request.param)

@@ -22,6 +22,7 @@ from defectlens.errors import CheckpointError, ConfigError, DefectlensError
 from defectlens.inference.artifact import FORMATS, INPUT_NAME, OUTPUT_NAMES, Manifest
 from defectlens.inference.inferencer import Inferencer
 from defectlens.models.base import Detector, load
+from defectlens.models.registry import detector_class, list_detectors
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +54,19 @@ def export_detector(detector: Detector, out: str | Path, format: str = "onnx", f
         The artefact folder.
 
     Raises:
-        ConfigError: unknown format, or `out` exists without `force`.
+        ConfigError: unknown format, `out` exists without `force`, or the detector cannot be exported.
         NotFittedError: the detector is not fitted.
         DefectlensError: the exported model disagrees with the torch model.
     """
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {list(FORMATS)}, got '{format}'")
     detector._check_is_fitted()
+    if not detector.exportable:
+        raise ConfigError(
+            f"{detector.name} cannot be exported: its scoring is not a fixed graph of tensor operations "
+            f"(it optimises at inference time); the models that export are "
+            f"{[name for name in list_detectors() if detector_class(name).exportable]}"
+        )
     out = prepare_output(Path(out), force, "export folder")
     module = copy.deepcopy(detector.module_).cpu().eval()
     example = torch.rand(2, 3, *detector.input_resize.size, generator=torch.Generator().manual_seed(0))

@@ -83,6 +83,8 @@ class Detector(ABC):
     """
 
     name: ClassVar[str] = ""
+    # False for detectors whose scoring cannot be written as a fixed graph (e.g. a search at inference).
+    exportable: ClassVar[bool] = True
 
     def __init__(
         self,

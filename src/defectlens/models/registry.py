@@ -54,6 +54,7 @@ def create(name: str, **params: Any) -> Detector:
 def _import_builtin() -> None:
     # Importing the model packages runs their @register decorators.
     import defectlens.models.autoencoder  # noqa: F401
+    import defectlens.models.gan  # noqa: F401
     import defectlens.models.padim  # noqa: F401
     import defectlens.models.patchcore  # noqa: F401
     import defectlens.models.stfpm  # noqa: F401

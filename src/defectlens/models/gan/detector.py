@@ -1,0 +1,564 @@
+"""AnoGAN (Schlegl et al., IPMI 2017) and f-AnoGAN (Schlegl et al., MedIA 2019) on a DCGAN.
+
+Both detectors train the same DCGAN on good images only, with the GAN value function V(D, G) (binary
+cross-entropy; the generator maximises log D(G(z)), the usual non-saturating form). AnoGAN then scores an
+image by searching the latent space for the generated image closest to it; f-AnoGAN trains an encoder
+(izi_f: image -> z -> image, with a feature-matching term) so scoring is a single forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from defectlens.data.inputs import as_dataset, loader
+from defectlens.engine.loop import STATE_FILE, EpochLoop, cache_images, shuffled_batches
+from defectlens.errors import ConfigError, DataError
+from defectlens.models.base import Detector, FitContext, resolve_device
+from defectlens.models.gan.torch_model import (
+    GAN_SIZES,
+    Discriminator,
+    Encoder,
+    EncoderScorer,
+    Generator,
+    LatentSearchScorer,
+    init_weights,
+    to_gan_range,
+    to_tiles,
+)
+from defectlens.models.registry import register
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_DIR = "samples"
+N_SAMPLES = 64
+
+
+class DcganDetector(Detector):
+    """What AnoGAN and f-AnoGAN share: the DCGAN, its training and its settings.
+
+    Args:
+        latent_dim: length of the latent vector z ~ N(0, I).
+        width: channels of the discriminator's first stage (the generator's last); doubled per stage
+            up to 8 x width.
+        channels: 1 (images are converted to grey) or 3 (RGB).
+        spectral_norm: spectral normalisation of the discriminator's convolutions while training.
+        g_lr, d_lr: Adam learning rates of generator and discriminator.
+        betas: Adam's (beta1, beta2) for both.
+        max_epochs: GAN training epochs (no early stopping: a GAN's losses do not say when it is done).
+        patch_size: `None` trains on whole images resized to `image_size` (64, 128 or 256); a size of
+            64, 128 or 256 trains on random patches of that size cut from images resized to
+            `image_size` (a multiple of it), and scores an image tile by tile.
+        blur_sigma: Gaussian smoothing of the residual map in pixels.
+        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`; `batch_size`
+            is also the training batch.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        width: int = 64,
+        channels: int = 3,
+        spectral_norm: bool = True,
+        g_lr: float = 1e-4,
+        d_lr: float = 4e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        max_epochs: int = 100,
+        patch_size: int | None = None,
+        blur_sigma: float = 2.0,
+        *,
+        image_size: int = 64,
+        resize: str = "squash",
+        batch_size: int = 32,
+        threshold_quantile: float = 0.99,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            resize=resize,
+            batch_size=batch_size,
+            threshold_quantile=threshold_quantile,
+            seed=seed,
+            device=device,
+        )
+        self.latent_dim = latent_dim
+        self.width = width
+        self.channels = channels
+        self.spectral_norm = spectral_norm
+        self.g_lr = g_lr
+        self.d_lr = d_lr
+        self.betas = betas
+        self.max_epochs = max_epochs
+        self.patch_size = patch_size
+        self.blur_sigma = blur_sigma
+
+    # ----------------------------------------------------------------------------- settings
+    @property
+    def gan_size(self) -> int:
+        """Side of the images the GAN generates: the patch size, or the whole input."""
+        return self.patch_size or self.image_size
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.patch_size is None and self.image_size not in GAN_SIZES:
+            raise ConfigError(
+                f"image_size must be one of {GAN_SIZES} for a GAN on whole images, got {self.image_size} "
+                "(or set patch_size to train on patches of a larger image)"
+            )
+        if self.patch_size is not None and (
+            self.patch_size not in GAN_SIZES or self.image_size % self.patch_size
+        ):
+            raise ConfigError(
+                f"patch_size must be one of {GAN_SIZES} and divide image_size {self.image_size}, "
+                f"got {self.patch_size!r}"
+            )
+        _positive_int("latent_dim", self.latent_dim)
+        _positive_int("width", self.width)
+        _positive_int("max_epochs", self.max_epochs)
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
+        for name in ("g_lr", "d_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.blur_sigma < 0 or 4 * self.blur_sigma >= self.image_size:
+            raise ConfigError(f"blur_sigma must be in [0, image_size / 4), got {self.blur_sigma}")
+
+    def _networks(self) -> tuple[Generator, Discriminator]:
+        size = self.gan_size
+        return (
+            Generator(size, self.channels, self.latent_dim, self.width),
+            Discriminator(size, self.channels, self.width, self.spectral_norm),
+        )
+
+    def _plain_networks(self) -> tuple[Generator, Discriminator]:
+        """The architecture of a trained GAN as saved: spectral norm already baked into the weights."""
+        size = self.gan_size
+        return (
+            Generator(size, self.channels, self.latent_dim, self.width),
+            Discriminator(size, self.channels, self.width, spectral_norm=False),
+        )
+
+    # ----------------------------------------------------------------------------- GAN training
+    def _training_tiles(self, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Float batch in [0, 1] (B, 3, S, S) -> GAN input (B, channels, t, t) in [-1, 1]: the whole image,
+        or one random patch per image."""
+        x = to_gan_range(batch.to(device), self.channels)
+        if self.patch_size is None:
+            return x
+        last = self.image_size - self.patch_size
+        rows, cols = torch.randint(0, last + 1, (2, len(x))).tolist()
+        return torch.stack(
+            [
+                img[:, r : r + self.patch_size, c : c + self.patch_size]
+                for img, r, c in zip(x, rows, cols, strict=True)
+            ]
+        )
+
+    def _train_gan(self, images: torch.Tensor, context: FitContext) -> tuple[Generator, Discriminator]:
+        """Train the DCGAN on cached uint8 images (N, 3, S, S); returns it with spectral norm baked in."""
+        device = context.device
+        generator, discriminator = (net.to(device) for net in self._networks())
+        init_weights(generator)
+        init_weights(discriminator)
+        g_optimizer = torch.optim.Adam(generator.parameters(), lr=self.g_lr, betas=tuple(self.betas))
+        d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=self.d_lr, betas=tuple(self.betas))
+        fixed_noise = torch.randn(
+            N_SAMPLES, self.latent_dim, generator=torch.Generator().manual_seed(self.seed)
+        )
+        batch_size = min(self.batch_size, len(images))
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            generator.train()
+            discriminator.train()
+            sums = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
+            steps = 0
+            for batch in shuffled_batches(images, batch_size):
+                real = self._training_tiles(batch, device)
+                fake = generator(torch.randn(len(real), self.latent_dim, device=device))
+                real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
+                d_loss = F.binary_cross_entropy_with_logits(
+                    real_logits, torch.ones_like(real_logits)
+                ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+                d_optimizer.zero_grad(set_to_none=True)
+                d_loss.backward()
+                d_optimizer.step()
+                fooled = discriminator(fake)
+                g_loss = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
+                g_optimizer.zero_grad(set_to_none=True)
+                g_loss.backward()
+                g_optimizer.step()
+                sums["d_loss"] += d_loss.item()
+                sums["g_loss"] += g_loss.item()
+                sums["d_real"] += torch.sigmoid(real_logits).mean().item()
+                sums["d_fake"] += torch.sigmoid(fake_logits).mean().item()
+                steps += 1
+            return {key: value / max(steps, 1) for key, value in sums.items()}
+
+        def save_samples(epoch: int) -> None:
+            if context.work_dir is not None:
+                from defectlens.reports.figures import save_image
+
+                generator.eval()
+                with torch.inference_mode():
+                    grid = sample_grid(generator(fixed_noise.to(device)))
+                save_image(grid, context.work_dir / SAMPLE_DIR / f"epoch_{epoch + 1:03d}.png")
+
+        loop = EpochLoop(self.max_epochs, None, _phase(context, "gan"), desc="GAN")
+        state = {
+            "generator": generator,
+            "discriminator": discriminator,
+            "g_opt": g_optimizer,
+            "d_opt": d_optimizer,
+        }
+        self.history_ = loop.run(train_epoch, state, on_epoch_end=save_samples)
+        return generator.eval(), discriminator.bake_spectral_norm().eval()
+
+    def train_gan(
+        self, data: Any, progress: bool = False, work_dir: str | Path | None = None, resume: bool = False
+    ) -> tuple[Generator, Discriminator]:
+        """Train only the DCGAN on every image of `data` (no validation split, no scorer, no thresholds):
+        for generating images, e.g. to augment a rare defect class.
+
+        Args:
+            data: images in any form `fit` accepts (a folder, paths, Records, uint8 arrays).
+            progress: show progress bars.
+            work_dir: folder for the training state, history and per-epoch sample grids.
+            resume: continue from the state in `work_dir`.
+
+        Returns:
+            The trained generator and discriminator (spectral norm baked in), in eval mode.
+        """
+        self._check_params()
+        if resume and work_dir is None:
+            raise ConfigError("resume=True needs the work_dir that holds the training state")
+        device = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        images = loader(as_dataset(data, self.input_resize), self.batch_size)
+        context = FitContext(device, progress, Path(work_dir) if work_dir else None, resume)
+        return self._train_gan(_cache(images, context), context)
+
+    def generate(self, n: int, seed: int = 0) -> np.ndarray:
+        """`n` images from the fitted detector's generator (see `generate_images`)."""
+        self._check_is_fitted()
+        return generate_images(self.module_.generator, n, seed)
+
+    def _scorer_settings(self) -> dict[str, Any]:
+        return {
+            "image_size": self.image_size,
+            "tile_size": self.gan_size,
+            "channels": self.channels,
+            "blur_sigma": self.blur_sigma,
+        }
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _phase(context: FitContext, name: str) -> FitContext:
+    """The context of one training phase: its own state folder, resumed only if that phase has state."""
+    if context.work_dir is None:
+        return context
+    folder = context.work_dir / name
+    return dataclasses.replace(
+        context, work_dir=folder, resume=context.resume and (folder / STATE_FILE).is_file()
+    )
+
+
+def generate_images(generator: Generator, n: int, seed: int = 0) -> np.ndarray:
+    """`n` images from `generator`: uint8 (n, t, t) grey or (n, t, t, 3) RGB, reproducible from `seed`.
+
+    Raises:
+        ConfigError: `n` is not a positive integer.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"the number of images must be a positive integer, got {n!r}")
+    device = next(generator.parameters()).device
+    noise = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+    generator.eval()
+    with torch.inference_mode():
+        images = torch.cat([generator(z.to(device)).cpu() for z in noise.split(256)])
+    return to_uint8(images)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> uint8 (N, H, W) for C = 1 or (N, H, W, 3) for C = 3."""
+    array = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def sample_grid(images: torch.Tensor, columns: int = 8) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> one uint8 picture with the images in rows of `columns`, 2 px apart."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(
+        images.float().cpu().clamp(-1, 1), nrow=columns, padding=2, normalize=True, value_range=(-1, 1)
+    )
+    array = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(array[..., 0]) if images.shape[1] == 1 else array
+
+
+def _cache(train: DataLoader, context: FitContext) -> torch.Tensor:
+    images, _ = cache_images(train, context.progress, "load train")
+    if len(images) < 2:
+        raise DataError(f"a GAN needs at least 2 training images, got {len(images)}")
+    return images
+
+
+@register("anogan")
+class AnoGAN(DcganDetector):
+    """AnoGAN: a DCGAN learns good images; an image is scored by how well any generated image can match
+    it, found by gradient descent in the latent space (see `LatentSearchScorer`).
+
+    Args:
+        search_steps: Adam steps of the latent search per image.
+        search_lr: learning rate of the latent search.
+        lam: weight of the discrimination (feature-matching) loss, 1 - lam for the residual loss.
+        search_candidates: fixed latent vectors the search may start from (the best one per image).
+        Other settings: see `DcganDetector`.
+    """
+
+    exportable = False  # the latent search is gradient descent at inference time
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        width: int = 64,
+        channels: int = 3,
+        spectral_norm: bool = True,
+        g_lr: float = 1e-4,
+        d_lr: float = 4e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        max_epochs: int = 100,
+        patch_size: int | None = None,
+        blur_sigma: float = 2.0,
+        search_steps: int = 100,
+        search_lr: float = 0.05,
+        lam: float = 0.1,
+        search_candidates: int = 64,
+        *,
+        image_size: int = 64,
+        resize: str = "squash",
+        batch_size: int = 32,
+        threshold_quantile: float = 0.99,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            latent_dim,
+            width,
+            channels,
+            spectral_norm,
+            g_lr,
+            d_lr,
+            betas,
+            max_epochs,
+            patch_size,
+            blur_sigma,
+            image_size=image_size,
+            resize=resize,
+            batch_size=batch_size,
+            threshold_quantile=threshold_quantile,
+            seed=seed,
+            device=device,
+        )
+        self.search_steps = search_steps
+        self.search_lr = search_lr
+        self.lam = lam
+        self.search_candidates = search_candidates
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not isinstance(self.search_steps, int) or self.search_steps < 0:
+            raise ConfigError(f"search_steps must be an integer >= 0, got {self.search_steps!r}")
+        if not self.search_lr > 0:
+            raise ConfigError(f"search_lr must be > 0, got {self.search_lr!r}")
+        if not 0 <= self.lam <= 1:
+            raise ConfigError(f"lam must be in [0, 1], got {self.lam!r}")
+        _positive_int("search_candidates", self.search_candidates)
+
+    def _scorer(self, generator: Generator, discriminator: Discriminator) -> LatentSearchScorer:
+        return LatentSearchScorer(
+            generator,
+            discriminator,
+            **self._scorer_settings(),
+            steps=self.search_steps,
+            lr=self.search_lr,
+            lam=self.lam,
+            candidates=self.search_candidates,
+            seed=self.seed,
+        )
+
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
+        return self._scorer(*self._train_gan(_cache(train, context), context)).to(context.device)
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._scorer(*self._plain_networks())
+
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        return self._scorer(*self._plain_networks())
+
+    @classmethod
+    def from_gan(cls, trained: DcganDetector, val: Any, progress: bool = False, **search: Any) -> Self:
+        """An AnoGAN that searches the latent space of another detector's trained GAN (e.g. an f-AnoGAN's,
+        to compare the two scorers on one GAN), calibrated on `val`.
+
+        Args:
+            trained: a fitted GAN detector.
+            val: validation images for the thresholds, in any form `calibrate` accepts.
+            search: search settings (search_steps, search_lr, lam, search_candidates).
+        """
+        trained._check_is_fitted()
+        shared = {k: v for k, v in trained.get_params().items() if k in cls.param_names()}
+        detector = cls(**{**shared, **search})
+        detector._check_params()
+        module = trained.module_
+        detector.module_ = detector._scorer(module.generator, module.discriminator).eval()
+        return detector.calibrate(val, progress=progress)
+
+
+@register("fanogan")
+class FAnoGAN(DcganDetector):
+    """f-AnoGAN: the DCGAN of AnoGAN plus an encoder trained afterwards (izi_f: minimise
+    mean (x - G(E(x)))^2 + kappa * mean (f(x) - f(G(E(x))))^2 with G and D fixed), so scoring an image is
+    one forward pass; the score is the same izi_f loss.
+
+    Args:
+        encoder_epochs: upper bound on encoder training epochs.
+        encoder_lr: Adam learning rate of the encoder (betas as the GAN's).
+        encoder_patience: stop the encoder after this many epochs without a lower validation loss;
+            `None` never stops early. The encoder of the best epoch is kept.
+        kappa: weight of the feature term in training and scoring.
+        Other settings: see `DcganDetector`.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        width: int = 64,
+        channels: int = 3,
+        spectral_norm: bool = True,
+        g_lr: float = 1e-4,
+        d_lr: float = 4e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        max_epochs: int = 100,
+        patch_size: int | None = None,
+        blur_sigma: float = 2.0,
+        encoder_epochs: int = 50,
+        encoder_lr: float = 1e-4,
+        encoder_patience: int | None = 10,
+        kappa: float = 1.0,
+        *,
+        image_size: int = 64,
+        resize: str = "squash",
+        batch_size: int = 32,
+        threshold_quantile: float = 0.99,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            latent_dim,
+            width,
+            channels,
+            spectral_norm,
+            g_lr,
+            d_lr,
+            betas,
+            max_epochs,
+            patch_size,
+            blur_sigma,
+            image_size=image_size,
+            resize=resize,
+            batch_size=batch_size,
+            threshold_quantile=threshold_quantile,
+            seed=seed,
+            device=device,
+        )
+        self.encoder_epochs = encoder_epochs
+        self.encoder_lr = encoder_lr
+        self.encoder_patience = encoder_patience
+        self.kappa = kappa
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        _positive_int("encoder_epochs", self.encoder_epochs)
+        if self.encoder_patience is not None:
+            _positive_int("encoder_patience", self.encoder_patience)
+        if not self.encoder_lr > 0:
+            raise ConfigError(f"encoder_lr must be > 0, got {self.encoder_lr!r}")
+        if not self.kappa >= 0:
+            raise ConfigError(f"kappa must be >= 0, got {self.kappa!r}")
+
+    def _scorer(self, generator: Generator, discriminator: Discriminator) -> EncoderScorer:
+        encoder = Encoder(self.gan_size, self.channels, self.latent_dim, self.width)
+        return EncoderScorer(generator, discriminator, encoder, **self._scorer_settings(), kappa=self.kappa)
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._scorer(*self._plain_networks())
+
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        return self._scorer(*self._plain_networks())
+
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
+        device = context.device
+        images = _cache(train, context)
+        val_images, labels = cache_images(val, context.progress, "load validation images")
+        good_val = val_images[torch.from_numpy(labels <= 0)]
+        if len(good_val) == 0:
+            raise DataError("f-AnoGAN needs good validation images to stop the encoder's training; got none")
+        scorer = self._scorer(*self._train_gan(images, context)).to(device).eval()
+        encoder = scorer.encoder
+        init_weights(encoder)
+        encoder.requires_grad_(True)
+        optimizer = torch.optim.Adam(encoder.parameters(), lr=self.encoder_lr, betas=tuple(self.betas))
+        batch_size = min(self.batch_size, len(images))
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            encoder.train()
+            total, count = 0.0, 0
+            for batch in shuffled_batches(images, batch_size):
+                losses, _ = scorer.izif_loss(self._training_tiles(batch, device))
+                optimizer.zero_grad(set_to_none=True)
+                losses.mean().backward()
+                optimizer.step()
+                total += float(losses.detach().sum())
+                count += len(losses)
+            return {"izif_loss": total / max(count, 1)}
+
+        def validate() -> dict[str, float]:
+            encoder.eval()
+            with torch.inference_mode():
+                losses = [
+                    scorer.izif_loss(to_tiles(to_gan_range(b.to(device), self.channels), self.gan_size))[0]
+                    for b in good_val.float().div(255).split(self.batch_size)
+                ]
+            return {"val_loss": float(torch.cat(losses).mean())}
+
+        loop = EpochLoop(
+            self.encoder_epochs, self.encoder_patience, _phase(context, "encoder"), desc="encoder"
+        )
+        self.encoder_history_ = loop.run(
+            train_epoch,
+            {"encoder": encoder, "optimizer": optimizer},
+            best_of=encoder,
+            validate=validate,
+            monitor="val_loss",
+        )
+        encoder.requires_grad_(False)
+        return scorer.eval()
+
+
+__all__ = ["AnoGAN", "DcganDetector", "FAnoGAN", "generate_images", "sample_grid", "to_uint8"]
