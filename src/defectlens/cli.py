@@ -590,3 +590,7 @@ def main(
 from defectlens.audio.cli import audio_app  # noqa: E402 (mounted last; its commands import what they use)
 
 app.add_typer(audio_app, name="audio", help="Machine-sound anomaly detection: train, test, predict on audio.")
+
+from defectlens.augment.cli import augment_app  # noqa: E402 (its commands import what they use)
+
+app.add_typer(augment_app, name="augment", help="GAN data augmentation: train, generate, copy check.")

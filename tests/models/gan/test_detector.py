@@ -104,3 +104,10 @@ def test_train_gan_alone_uses_every_image_and_feeds_generate_images(tiny_mvtec, 
     assert images.shape == (3, 64, 64)
     with pytest.raises(ConfigError, match="positive integer, got -2"):
         generate_images(generator, -2)
+
+
+def test_resume_without_training_state_names_the_folder(splits, tmp_path):
+    from defectlens.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no training state at .*gan"):
+        create("fanogan", **TINY, encoder_epochs=1).fit(splits, work_dir=tmp_path, resume=True)

@@ -142,7 +142,7 @@ class DcganDetector(Detector):
             Discriminator(size, self.channels, self.width, self.spectral_norm),
         )
 
-    def _plain_networks(self) -> tuple[Generator, Discriminator]:
+    def plain_networks(self) -> tuple[Generator, Discriminator]:
         """The architecture of a trained GAN as saved: spectral norm already baked into the weights."""
         size = self.gan_size
         return (
@@ -268,14 +268,15 @@ def _positive_int(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _phase(context: FitContext, name: str) -> FitContext:
-    """The context of one training phase: its own state folder, resumed only if that phase has state."""
+def _phase(context: FitContext, name: str, optional: bool = False) -> FitContext:
+    """The context of one training phase, with its own state folder. An `optional` phase (one that
+    starts only after another finished) is resumed only if it has state; a required one without state
+    makes the resume fail with a CheckpointError naming the folder."""
     if context.work_dir is None:
         return context
     folder = context.work_dir / name
-    return dataclasses.replace(
-        context, work_dir=folder, resume=context.resume and (folder / STATE_FILE).is_file()
-    )
+    resume = context.resume and (not optional or (folder / STATE_FILE).is_file())
+    return dataclasses.replace(context, work_dir=folder, resume=resume)
 
 
 def generate_images(generator: Generator, n: int, seed: int = 0) -> np.ndarray:
@@ -406,10 +407,10 @@ class AnoGAN(DcganDetector):
         return self._scorer(*self._train_gan(_cache(train, context), context)).to(context.device)
 
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
-        return self._scorer(*self._plain_networks())
+        return self._scorer(*self.plain_networks())
 
     def _shaped_module(self, n_train_images: int) -> nn.Module:
-        return self._scorer(*self._plain_networks())
+        return self._scorer(*self.plain_networks())
 
     @classmethod
     def from_gan(cls, trained: DcganDetector, val: Any, progress: bool = False, **search: Any) -> Self:
@@ -507,10 +508,10 @@ class FAnoGAN(DcganDetector):
         return EncoderScorer(generator, discriminator, encoder, **self._scorer_settings(), kappa=self.kappa)
 
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
-        return self._scorer(*self._plain_networks())
+        return self._scorer(*self.plain_networks())
 
     def _shaped_module(self, n_train_images: int) -> nn.Module:
-        return self._scorer(*self._plain_networks())
+        return self._scorer(*self.plain_networks())
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         device = context.device
@@ -548,7 +549,10 @@ class FAnoGAN(DcganDetector):
             return {"val_loss": float(torch.cat(losses).mean())}
 
         loop = EpochLoop(
-            self.encoder_epochs, self.encoder_patience, _phase(context, "encoder"), desc="encoder"
+            self.encoder_epochs,
+            self.encoder_patience,
+            _phase(context, "encoder", optional=True),
+            desc="encoder",
         )
         self.encoder_history_ = loop.run(
             train_epoch,
