@@ -2,58 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from defectlens.errors import ConfigError
+from defectlens.registry import Registry
 
 if TYPE_CHECKING:
     from defectlens.audio.models.base import AudioDetector
 
-_REGISTRY: dict[str, type[AudioDetector]] = {}
-D = TypeVar("D", bound="type[AudioDetector]")
+_AUDIO_DETECTORS: Registry = Registry(
+    "audio model", builtin=["defectlens.audio.models.aegan", "defectlens.audio.models.dense_ae"]
+)
 
-
-def register(name: str) -> Callable[[D], D]:
-    """Class decorator that makes an audio detector available as `create(name)`."""
-
-    def decorate(cls: D) -> D:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigError(f"audio detector '{name}' is already registered by {_REGISTRY[name].__name__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+register = _AUDIO_DETECTORS.register
 
 
 def list_audio_detectors() -> list[str]:
     """Names of every registered audio detector, sorted."""
-    _import_builtin()
-    return sorted(_REGISTRY)
+    return _AUDIO_DETECTORS.names()
 
 
 def audio_detector_class(name: str) -> type[AudioDetector]:
     """The class registered as `name`; an unknown name lists the valid ones."""
-    _import_builtin()
-    if name not in _REGISTRY:
-        raise ConfigError(
-            f"unknown audio model '{name}'; available audio models: {', '.join(sorted(_REGISTRY))}"
-        )
-    return _REGISTRY[name]
+    return _AUDIO_DETECTORS.get(name)
 
 
 def create(name: str, **params: Any) -> AudioDetector:
     """Build audio detector `name` with hyper-parameters `params`; `None` values keep the defaults."""
-    cls = audio_detector_class(name)
-    valid = cls.param_names()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ConfigError(f"audio model '{name}' has no setting {unknown}; its settings are {sorted(valid)}")
-    return cls(**{k: v for k, v in params.items() if v is not None})
-
-
-def _import_builtin() -> None:
-    # Importing the model modules runs their @register decorators.
-    import defectlens.audio.models.aegan  # noqa: F401
-    import defectlens.audio.models.dense_ae  # noqa: F401
+    return _AUDIO_DETECTORS.create(name, **params)

@@ -1,0 +1,71 @@
+"""A name -> class registry: the CLI, configs and checkpoints resolve names only through one.
+
+Image detectors (`defectlens.models`) and audio detectors (`defectlens.audio.models`) each keep one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from defectlens.errors import ConfigError
+
+T = TypeVar("T", bound=type)
+
+
+class Registry(Generic[T]):
+    """Classes registered by name, with `param_names()` and a `name` class attribute.
+
+    Args:
+        kind: what the classes are, for messages ("model", "audio model").
+        builtin: modules whose import registers the built-in classes, imported on first lookup.
+    """
+
+    def __init__(self, kind: str, builtin: Sequence[str]) -> None:
+        self.kind = kind
+        self.builtin = tuple(builtin)
+        self._classes: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator that makes a class available as `create(name)`."""
+
+        def decorate(cls: T) -> T:
+            if name in self._classes and self._classes[name] is not cls:
+                raise ConfigError(
+                    f"{self.kind} name '{name}' is already registered by {self._classes[name].__name__}"
+                )
+            cls.name = name
+            self._classes[name] = cls
+            return cls
+
+        return decorate
+
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+        self._import_builtin()
+        return sorted(self._classes)
+
+    def get(self, name: str) -> T:
+        """The class registered as `name`; an unknown name lists the valid ones."""
+        self._import_builtin()
+        if name not in self._classes:
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'; available {self.kind}s: {', '.join(sorted(self._classes))}"
+            )
+        return self._classes[name]
+
+    def create(self, name: str, **params: Any) -> Any:
+        """Build `name` with hyper-parameters `params`; `None` values keep the defaults."""
+        cls = self.get(name)
+        valid = cls.param_names()
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"{self.kind} '{name}' has no setting {unknown}; its settings are {sorted(valid)}"
+            )
+        return cls(**{k: v for k, v in params.items() if v is not None})
+
+    def _import_builtin(self) -> None:
+        for module in self.builtin:
+            importlib.import_module(module)  # runs the module's @register decorators

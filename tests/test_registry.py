@@ -1,0 +1,39 @@
+"""The name -> class registry shared by image and audio detectors."""
+
+from __future__ import annotations
+
+import pytest
+
+from defectlens.errors import ConfigError
+from defectlens.registry import Registry
+
+
+class Widget:
+    def __init__(self, size: int = 1, colour: str = "red") -> None:
+        self.size, self.colour = size, colour
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return ["size", "colour"]
+
+
+def test_register_create_and_errors_name_what_is_valid():
+    registry: Registry = Registry("widget", builtin=[])
+    registry.register("plain")(Widget)
+    assert Widget.name == "plain" and registry.names() == ["plain"]
+    made = registry.create("plain", size=3, colour=None)  # None keeps the default
+    assert (made.size, made.colour) == (3, "red")
+    with pytest.raises(ConfigError, match="unknown widget 'fancy'; available widgets: plain"):
+        registry.get("fancy")
+    with pytest.raises(ConfigError, match="widget 'plain' has no setting \\['weight'\\]; its settings are"):
+        registry.create("plain", weight=2)
+    with pytest.raises(ConfigError, match="widget name 'plain' is already registered by Widget"):
+        registry.register("plain")(type("Other", (Widget,), {}))
+
+
+def test_builtin_modules_are_imported_on_first_lookup():
+    registry: Registry = Registry("detector", builtin=["defectlens.models.padim"])
+    assert registry.names() == []  # the padim module registers into the image registry, not this one
+    from defectlens.models import list_detectors
+
+    assert {"anogan", "fanogan", "padim", "patchcore", "stfpm", "autoencoder"} <= set(list_detectors())
