@@ -101,6 +101,24 @@ def run_seed(seed: int, args: argparse.Namespace, out: Path) -> dict:
     }
 
 
+def save_real_grid(args: argparse.Namespace) -> None:
+    """64 training images as the GAN sees them, beside its samples for comparison."""
+    import torch
+
+    from defectlens.data import load_mvtec
+    from defectlens.data.inputs import as_dataset, loader
+    from defectlens.data.transforms import Resize
+    from defectlens.models.gan.detector import sample_grid
+    from defectlens.models.gan.torch_model import to_gan_range
+    from defectlens.reports.figures import save_image
+
+    splits = load_mvtec(args.data, seed=0)
+    resize = Resize(args.image_size, "squash")  # as the detectors' default
+    images = next(iter(loader(as_dataset(splits.train[::10][:64], resize), 64))).images
+    with torch.inference_mode():
+        save_image(sample_grid(to_gan_range(images, args.channels)), args.out / "real_images.png")
+
+
 def spread(values: list[float]) -> str:
     digits = 3 if max(values) < 10 else 1
     mean = f"{np.mean(values):.{digits}f}"
@@ -181,6 +199,7 @@ def main() -> None:
         with results_file.open("a") as handle:
             handle.write(json.dumps(result) + "\n")
         done[seed] = result
+    save_real_grid(args)
     text = report([done[s] for s in args.seeds], args)
     (args.out / "results.md").write_text(text)
     print(text)
