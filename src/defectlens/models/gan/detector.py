@@ -29,6 +29,7 @@ from defectlens.models.gan.torch_model import (
     Discriminator,
     Encoder,
     EncoderScorer,
+    GanScorer,
     Generator,
     LatentSearchScorer,
     init_weights,
@@ -254,6 +255,16 @@ class DcganDetector(Detector):
         self._check_is_fitted()
         return generate_images(self.module_.generator, n, seed)
 
+    def _scorer(self, generator: Generator, discriminator: Discriminator) -> GanScorer:
+        """The fitted module: the detector's scorer around the trained (or placeholder) networks."""
+        raise NotImplementedError
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._scorer(*self.plain_networks())
+
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        return self._scorer(*self.plain_networks())  # no data-sized state: the networks are the model
+
     def _scorer_settings(self) -> dict[str, Any]:
         return {
             "image_size": self.image_size,
@@ -406,12 +417,6 @@ class AnoGAN(DcganDetector):
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         return self._scorer(*self._train_gan(_cache(train, context), context)).to(context.device)
 
-    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
-        return self._scorer(*self.plain_networks())
-
-    def _shaped_module(self, n_train_images: int) -> nn.Module:
-        return self._scorer(*self.plain_networks())
-
     @classmethod
     def from_gan(cls, trained: DcganDetector, val: Any, progress: bool = False, **search: Any) -> Self:
         """An AnoGAN that searches the latent space of another detector's trained GAN (e.g. an f-AnoGAN's,
@@ -506,12 +511,6 @@ class FAnoGAN(DcganDetector):
     def _scorer(self, generator: Generator, discriminator: Discriminator) -> EncoderScorer:
         encoder = Encoder(self.gan_size, self.channels, self.latent_dim, self.width)
         return EncoderScorer(generator, discriminator, encoder, **self._scorer_settings(), kappa=self.kappa)
-
-    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
-        return self._scorer(*self.plain_networks())
-
-    def _shaped_module(self, n_train_images: int) -> nn.Module:
-        return self._scorer(*self.plain_networks())
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         device = context.device
