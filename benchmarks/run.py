@@ -86,6 +86,8 @@ def run_one(job: dict) -> dict:
         "parameters": complexity.parameters,
         "size_mb": complexity.size_mb,
         "gflops": complexity.gflops,
+        # Per-epoch losses of models trained for epochs: where early stopping ended and which epoch was kept.
+        "history": getattr(detector, "history_", None),
     }
 
 

@@ -8,7 +8,6 @@ score normalisation) are in the manifest and applied by `defectlens.inference` e
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from pathlib import Path
@@ -68,7 +67,7 @@ def export_detector(detector: Detector, out: str | Path, format: str = "onnx", f
             f"{[name for name in list_detectors() if detector_class(name).exportable]}"
         )
     out = prepare_output(Path(out), force, "export folder")
-    module = copy.deepcopy(detector.module_).cpu().eval()
+    module = detector.export_module()
     example = torch.rand(2, 3, *detector.input_resize.size, generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints: shapes here are fixed by design
@@ -113,6 +112,9 @@ def _to_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None
         dynamic_axes={INPUT_NAME: batch, OUTPUT_NAMES[0]: batch, OUTPUT_NAMES[1]: batch},
         opset_version=ONNX_OPSET,
         dynamo=False,  # the TorchScript-based exporter: faster here and exact for these graphs
+        # Folding would store a copy of a buffer per slice taken of it (PatchCore's bank blocks: 3x the
+        # file); ONNX Runtime and OpenVINO fold constants themselves when they load the model.
+        do_constant_folding=False,
     )
 
 

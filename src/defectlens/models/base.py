@@ -9,6 +9,7 @@ the three task outputs, checkpoints — lives here once, so the API, CLI and exp
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from abc import ABC, abstractmethod
@@ -200,6 +201,15 @@ class Detector(ABC):
         self.module_ = self._fit_module(train_loader, val_loader, context).eval()
         self.calibrate(val_loader, progress=progress)
         return self
+
+    def export_module(self) -> nn.Module:
+        """A CPU copy of the fitted module in eval mode, as exports trace and check it.
+
+        Detectors whose eager scoring takes a shortcut a graph cannot hold (PatchCore's approximate
+        search) return the module as its graph computes.
+        """
+        self._check_is_fitted()
+        return copy.deepcopy(self.module_).cpu().eval()
 
     def extend(self, good: Any, train: Any = None, progress: bool = False) -> Self:
         """Learn from more good images (e.g. ones a reviewer marked "actually good").

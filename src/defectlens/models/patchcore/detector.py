@@ -13,11 +13,14 @@ from torch.utils.data import DataLoader
 from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
 from defectlens.errors import ConfigError
 from defectlens.models.base import Detector, FitContext, progress_bar
+from defectlens.models.patchcore.ivf import require_faiss
 from defectlens.models.patchcore.sampler import KCenterGreedy
 from defectlens.models.patchcore.torch_model import PatchCoreModel
 from defectlens.models.registry import register
 
 logger = logging.getLogger(__name__)
+
+SEARCHES = ("exact", "ivf")
 
 
 @register("patchcore")
@@ -34,6 +37,11 @@ class PatchCore(Detector):
             over; 0 makes the whole selection exact (identical to the textbook loop, slower).
         num_neighbors: neighbourhood size of the image-score re-weighting.
         blur_sigma: Gaussian smoothing of the anomaly map in pixels.
+        search: "exact" nearest-neighbour search, or "ivf": faiss's approximate inverted-file index
+            (optional dependency faiss-cpu), 2-3x faster predictions at ratio 0.1 with AUROCs within
+            0.001 on MTD (docs/benchmarks.md). Exported models always search exactly.
+        ivf_cells, ivf_probes: cells of the "ivf" index (centred on the first greedy coreset centres) and
+            cells visited per patch.
         resize: "pad" by default: nearest-neighbour scores do not depend on position, and on the elongated
             MTD tiles keeping the aspect ratio measured pixel AUROC 0.857 against 0.835 squashed
             (image AUROC 0.966 vs 0.967; docs/benchmarks.md).
@@ -50,6 +58,9 @@ class PatchCore(Detector):
         coreset_pivots: int = 1000,
         num_neighbors: int = 9,
         blur_sigma: float = 4.0,
+        search: str = "exact",
+        ivf_cells: int = 1024,
+        ivf_probes: int = 16,
         *,
         image_size: int = 256,
         resize: str = "pad",
@@ -74,6 +85,9 @@ class PatchCore(Detector):
         self.coreset_pivots = coreset_pivots
         self.num_neighbors = num_neighbors
         self.blur_sigma = blur_sigma
+        self.search = search
+        self.ivf_cells = ivf_cells
+        self.ivf_probes = ivf_probes
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -85,6 +99,14 @@ class PatchCore(Detector):
             raise ConfigError(f"num_neighbors must be a positive integer, got {self.num_neighbors!r}")
         if self.blur_sigma < 0:
             raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        if self.search not in SEARCHES:
+            raise ConfigError(f"search must be one of {list(SEARCHES)}, got {self.search!r}")
+        for name in ("ivf_cells", "ivf_probes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.search == "ivf":
+            require_faiss()
         self._sampler()._check()
 
     def _sampler(self) -> KCenterGreedy:
@@ -98,7 +120,20 @@ class PatchCore(Detector):
     def _module(self, pretrained: bool, memory_bank: torch.Tensor) -> PatchCoreModel:
         weights = Path(self.weights) if self.weights else None
         extractor = FeatureExtractor(self.backbone, tuple(self.layers), weights, pretrained=pretrained)
-        return PatchCoreModel(extractor, memory_bank, self.num_neighbors, self.blur_sigma)
+        return PatchCoreModel(
+            extractor,
+            memory_bank,
+            self.num_neighbors,
+            self.blur_sigma,
+            search=self.search,
+            ivf_cells=self.ivf_cells,
+            ivf_probes=self.ivf_probes,
+        )
+
+    def export_module(self) -> nn.Module:
+        module = super().export_module()
+        module.search = "exact"  # a graph cannot hold the faiss index
+        return module
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         module = self._module(True, torch.empty(0)).to(context.device)
