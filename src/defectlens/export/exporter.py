@@ -68,7 +68,10 @@ def export_detector(detector: Detector, out: str | Path, format: str = "onnx", f
         )
     out = prepare_output(Path(out), force, "export folder")
     module = detector.export_module()
-    example = torch.rand(2, 3, *detector.input_resize.size, generator=torch.Generator().manual_seed(0))
+    # Traced at the detector's batch size: a graph that tiles its work (PatchCore's search) tiles for it.
+    example = torch.rand(
+        detector.batch_size, 3, *detector.input_resize.size, generator=torch.Generator().manual_seed(0)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints: shapes here are fixed by design
         if format == "onnx":

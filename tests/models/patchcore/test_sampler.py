@@ -3,7 +3,7 @@ import torch
 
 from defectlens.errors import ConfigError
 from defectlens.models.patchcore.distances import pairwise_distances
-from defectlens.models.patchcore.sampler import KCenterGreedy
+from defectlens.models.patchcore.sampler import DEFAULT_PIVOTS, KCenterGreedy
 
 
 def naive_k_center(points: torch.Tensor, target: int, start: int) -> list[int]:
@@ -69,3 +69,20 @@ def test_pairwise_distances_match_cdist():
 def test_bad_ratio_is_named(ratio):
     with pytest.raises(ConfigError, match=r"coreset_ratio must be in \(0, 1\]"):
         KCenterGreedy(ratio=ratio).select(torch.randn(10, 3))
+
+
+def test_default_selection_is_exact_while_cheap_then_partitioned():
+    sampler = KCenterGreedy(exact_work=1e6)
+    assert sampler.pivots_for(3000, 300) == 0  # 9e5 point x centre pairs: exact
+    assert sampler.pivots_for(4000, 400) == DEFAULT_PIVOTS  # 1.6e6: partitioned
+    assert KCenterGreedy(pivots=5, exact_work=1e6).pivots_for(4000, 400) == 5  # an explicit choice wins
+    features = torch.randn(2000, 8, generator=torch.Generator().manual_seed(0))
+    exact = KCenterGreedy(ratio=0.1, pivots=0).select(features)
+    assert torch.equal(KCenterGreedy(ratio=0.1).select(features), exact)
+    assert not torch.equal(KCenterGreedy(ratio=0.1, pivots=20).select(features), exact)
+
+
+@pytest.mark.parametrize("pivots", [-1, 2.5, "many"])
+def test_bad_pivots_are_named(pivots):
+    with pytest.raises(ConfigError, match="pivots must be a non-negative integer"):
+        KCenterGreedy(pivots=pivots).select(torch.randn(10, 3))

@@ -34,11 +34,13 @@ class PatchCore(Detector):
         coreset_ratio: fraction of the training patches kept in the memory bank, in (0, 1].
         projection_dim: random projection size used for coreset selection (0: none).
         coreset_pivots: centres selected by exact greedy before the faster partitioned selection takes
-            over; 0 makes the whole selection exact (identical to the textbook loop, slower).
+            over; 0 makes the whole selection exact (identical to the textbook loop, slower); None (the
+            default): exact while patches x centres <= 1e10 (about 300 images at 256 px and ratio 0.1),
+            1,000 pivots beyond.
         num_neighbors: neighbourhood size of the image-score re-weighting.
         blur_sigma: Gaussian smoothing of the anomaly map in pixels.
         search: "exact" nearest-neighbour search, or "ivf": faiss's approximate inverted-file index
-            (optional dependency faiss-cpu), 2-3x faster predictions at ratio 0.1 with AUROCs within
+            (optional dependency faiss-cpu), about 3x faster predictions at ratio 0.1 with AUROCs within
             0.001 on MTD (docs/benchmarks.md). Exported models always search exactly.
         ivf_cells, ivf_probes: cells of the "ivf" index (centred on the first greedy coreset centres) and
             cells visited per patch.
@@ -55,7 +57,7 @@ class PatchCore(Detector):
         weights: str | None = None,
         coreset_ratio: float = 0.1,
         projection_dim: int = 128,
-        coreset_pivots: int = 1000,
+        coreset_pivots: int | None = None,
         num_neighbors: int = 9,
         blur_sigma: float = 4.0,
         search: str = "exact",
