@@ -25,7 +25,7 @@ from defectlens import load_mvtec
 from defectlens.data.inputs import as_dataset, loader
 from defectlens.models import create
 from defectlens.models.patchcore.distances import pairwise_distances
-from defectlens.models.patchcore.sampler import KCenterGreedy
+from defectlens.models.patchcore.sampler import DEFAULT_PIVOTS, KCenterGreedy
 
 
 def textbook(points: torch.Tensor, target: int, start: int) -> torch.Tensor:
@@ -100,7 +100,7 @@ def main() -> None:
     rows, same = [], None
     for i, seed in enumerate(args.seeds):
         sampler = KCenterGreedy(ratio=args.ratio, projection_dim=128, pivots=0, seed=seed)
-        fast = KCenterGreedy(ratio=args.ratio, projection_dim=128, pivots=1000, seed=seed)
+        fast = KCenterGreedy(ratio=args.ratio, projection_dim=128, pivots=DEFAULT_PIVOTS, seed=seed)
         t_exact, exact = timed_select(sampler)
         if i == 0:
             start = time.perf_counter()
@@ -135,7 +135,7 @@ def main() -> None:
     if args.skip_full:
         return
     full = embed(splits.train)
-    fast = KCenterGreedy(ratio=args.ratio, projection_dim=128, pivots=1000, seed=args.seeds[0])
+    fast = KCenterGreedy(ratio=args.ratio, projection_dim=128, pivots=DEFAULT_PIVOTS, seed=args.seeds[0])
     start = time.perf_counter()
     chosen = fast.select(full)
     print(
