@@ -6,18 +6,16 @@ Commands import what they use when they run, so `defectlens predict --model EXPO
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 from defectlens import __version__
+from defectlens.cli_common import ForceOpt, VerboseOpt, console, parse_settings, run_job, setup_logging
 from defectlens.engine.runs import DataSpec
-from defectlens.errors import ConfigError, DefectlensError
+from defectlens.errors import ConfigError
 
 app = typer.Typer(
     help="Find defects without defect labels: learn what good looks like, then score and localise.",
@@ -25,35 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-console = Console()
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
-        force=True,
-    )
-
-
-def _parse_settings(settings: list[str] | None, config: Path | None) -> dict[str, Any]:
-    """Model settings from a JSON config file, then `--set key=value` pairs (values read as JSON)."""
-    params: dict[str, Any] = {}
-    if config is not None:
-        try:
-            params.update(json.loads(config.read_text()))
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"cannot read config file {config}: {error}") from error
-    for item in settings or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set takes key=value, got '{item}'")
-        try:
-            params[key.strip()] = json.loads(value)
-        except ValueError:
-            params[key.strip()] = value
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
 def _data_spec(
@@ -92,15 +61,6 @@ def _show_metrics(result: dict[str, Any], title: str) -> None:
         console.print("image AUROC per defect type: " + json.dumps(result["per_defect_type_auroc"]))
 
 
-def _run(job: Any) -> Any:
-    """Run a job, turning defectlens errors into one clear line and exit code 1."""
-    try:
-        return job()
-    except DefectlensError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1) from error
-
-
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Detector name; see `defectlens models`.")]
 SetOpt = Annotated[
     list[str] | None,
@@ -108,8 +68,6 @@ SetOpt = Annotated[
         "--set", help="Model setting key=value (value read as JSON), repeatable: --set coreset_ratio=0.05"
     ),
 ]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what is happening.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing, non-empty output folder.")]
 HostOpt = Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")]
 PortOpt = Annotated[int, typer.Option(help="TCP port.")]
 ApiKeyOpt = Annotated[
@@ -164,12 +122,12 @@ def train_command(
 
         defectlens train -m stfpm --data ../shared/data/mtd/magnetic_tile --out runs/st --resume
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.engine.train import train
 
-        params = _parse_settings(settings, config)
+        params = parse_settings(settings, config)
         common = {
             "image_size": image_size,
             "resize": resize,
@@ -187,7 +145,7 @@ def train_command(
         )
         console.print(f"run folder: {result.run}   next: defectlens test --run {result.run}")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("test")
@@ -210,7 +168,7 @@ def test_command(
 
         defectlens test --run runs/tile
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.engine.test import evaluate_run
@@ -220,7 +178,7 @@ def test_command(
         _show_metrics(result, f"{run}: {result['n_images']} test images")
         console.print(f"metrics: {run / 'metrics.json'}" + (f"   report: {run / 'report'}" if report else ""))
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("predict")
@@ -269,7 +227,7 @@ def predict_command(
 
         defectlens predict --model exports/tile-onnx --engine ray all_images.txt --out scored --workers 8
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.engine.predict import open_scorer, predict_images
@@ -303,7 +261,7 @@ def predict_command(
         n_bad = sum(json.loads(line)["label"] == "anomalous" for line in lines)
         console.print(f"{len(lines)} images, {n_bad} anomalous -> {path}")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("export")
@@ -324,7 +282,7 @@ def export_command(
 
         defectlens export --run runs/tile --format openvino --out exports/tile-ov
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.export import export_run
@@ -334,7 +292,7 @@ def export_command(
             f"exported {run} as {format} -> {path}   next: defectlens predict --model {path} IMAGES"
         )
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("serve")
@@ -369,7 +327,7 @@ def serve_command(
 
         defectlens serve --run runs/tile --port 8080 --api-key s3cret
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.serve import Limits, create_app, open_served_model
@@ -384,7 +342,7 @@ def serve_command(
         )
         _serve(application, host, port, verbose)
 
-    _run(job)
+    run_job(job)
 
 
 def _serve(application: Any, host: str, port: int, verbose: bool) -> None:
@@ -414,7 +372,7 @@ def review_command(
 
         defectlens refit --run runs/tile --with-feedback
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.serve import create_app, open_served_model
@@ -425,7 +383,7 @@ def review_command(
         console.print(f"reviewing {len(source.items)} images of {run} on http://{host}:{port}")
         _serve(application, host, port, verbose)
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("refit")
@@ -444,7 +402,7 @@ def refit_command(
 
         defectlens refit --run runs/tile --with-feedback
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.engine.feedback import refit_with_feedback
@@ -461,7 +419,7 @@ def refit_command(
             f"previous model kept as {run / entry['previous_checkpoint']}; history in {run / 'feedback.json'}"
         )
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("info")
@@ -499,7 +457,7 @@ def info_command(
             detector = load(run / "model.pt")
             rows = [(detector.name, detector.module_, detector.input_resize.size)]
         else:
-            params = _parse_settings(settings, None)
+            params = parse_settings(settings, None)
             if backbone:
                 params["backbone"] = backbone
             rows = []
@@ -516,7 +474,7 @@ def info_command(
         if run is None:
             console.print(f"fitted buffers sized as after training on {train_images} images (--train-images)")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("demo")
@@ -538,7 +496,7 @@ def demo_command(
 
         defectlens demo
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
     target, n = out, 1
     while target.exists():
         n += 1
@@ -558,7 +516,7 @@ def demo_command(
         )
         console.print(f"report: {target / 'report'}   (ROC curve, score histogram, one picture per cell)")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("models")

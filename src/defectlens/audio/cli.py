@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from defectlens.cli_common import VerboseOpt, console, parse_settings, run_job, setup_logging
+
 audio_app = typer.Typer(
     help="Machine-sound anomaly detection on DCASE-style clips (AEGAN-AD, DCASE 2020 baseline AE).",
     no_args_is_help=True,
@@ -30,14 +32,6 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outp
 PicturesOpt = Annotated[
     int, typer.Option("--pictures", help="Spectrogram + score pictures of this many highest-scoring clips.")
 ]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what is happening.")]
-
-
-def _main_cli() -> Any:
-    """The main CLI module (console, logging, error handling, settings parser), imported on use."""
-    from defectlens import cli
-
-    return cli
 
 
 def _show_metrics(metrics: dict[str, Any]) -> None:
@@ -59,7 +53,7 @@ def _show_metrics(metrics: dict[str, Any]) -> None:
         cells += [f"{result[key]:.3f}" for key in ("mean_auc", "mean_pauc", "hmean")]
         style = "bold" if name == metrics["selected_score"] else None
         table.add_row(name, *cells, style=style)
-    _main_cli().console.print(table)
+    console.print(table)
 
 
 @audio_app.command("models")
@@ -67,7 +61,6 @@ def models_command() -> None:
     """List the audio detectors and their settings with defaults."""
     from defectlens.audio.models import audio_detector_class, list_audio_detectors
 
-    console = _main_cli().console
     for name in list_audio_detectors():
         cls = audio_detector_class(name)
         console.print(f"[bold]{name}[/]: {(cls.__doc__ or '').strip().splitlines()[0]}")
@@ -105,21 +98,20 @@ def train_command(
 
         defectlens audio train -m aegan-ad --data dcase/dev_data/fan --out runs/fan --set max_epochs=20
     """
-    cli = _main_cli()
-    cli._setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.audio.runs import train_run
 
-        params = {**cli._parse_settings(settings, config), "device": device, "seed": seed}
+        params = {**parse_settings(settings, config), "device": device, "seed": seed}
         result = train_run(model, data, out, params, machine_type, cache_dir, force, resume, progress=True)
         n_train, seconds = result["data"]["n_train"], result["fit_seconds"]
-        cli.console.print(
+        console.print(
             f"fitted {result['model']} on {n_train} clips in {seconds:.1f} s; "
             f"threshold {result['threshold']:.4g} -> {out}"
         )
 
-    cli._run(job)
+    run_job(job)
 
 
 @audio_app.command("test")
@@ -147,8 +139,7 @@ def test_command(
 
         defectlens audio test --run runs/fan
     """
-    cli = _main_cli()
-    cli._setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.audio.runs import test_run
@@ -157,9 +148,9 @@ def test_command(
             run, data, machine_type, cache_dir, max_fpr, pictures, report, force, progress=True
         )
         _show_metrics(metrics)
-        cli.console.print(f"metrics: {run / 'metrics.json'}   scores: {run / 'scores.csv'}")
+        console.print(f"metrics: {run / 'metrics.json'}   scores: {run / 'scores.csv'}")
 
-    cli._run(job)
+    run_job(job)
 
 
 @audio_app.command("predict")
@@ -178,13 +169,12 @@ def predict_command(
 
         defectlens audio predict --run runs/fan recordings/ --out preds
     """
-    cli = _main_cli()
-    cli._setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.audio.runs import predict_clips
 
         path = predict_clips(run, list(inputs), out, cache_dir, pictures, force, progress=True)
-        cli.console.print(f"predictions: {path}")
+        console.print(f"predictions: {path}")
 
-    cli._run(job)
+    run_job(job)

@@ -6,9 +6,11 @@ Commands import torch when they run, so `defectlens --help` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from defectlens.cli_common import ForceOpt, VerboseOpt, console, parse_settings, run_job, setup_logging
 
 augment_app = typer.Typer(
     help="GAN data augmentation for rare defect classes: train, generate, copy check.",
@@ -18,15 +20,6 @@ augment_app = typer.Typer(
 
 RunOpt = Annotated[Path, typer.Option("--run", help="Run folder written by `defectlens augment train`.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same images).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing, non-empty output folder.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what is happening.")]
-
-
-def _main_cli() -> Any:
-    """The main CLI module (console, logging, error handling, settings parser), imported on use."""
-    from defectlens import cli
-
-    return cli
 
 
 @augment_app.command("train")
@@ -67,14 +60,13 @@ def train_command(
 
         defectlens augment train --data ../shared/data/neu/scratches --out runs/gan-scratches
     """
-    cli = _main_cli()
-    cli._setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.augment.runs import train_run
 
         params = {
-            **cli._parse_settings(settings, None),
+            **parse_settings(settings, None),
             "image_size": image_size,
             "max_epochs": epochs,
             "width": width,
@@ -85,12 +77,12 @@ def train_command(
         if channels is not None:
             params["channels"] = channels
         result = train_run(data, out, params, force=force, resume=resume, progress=True)
-        cli.console.print(
+        console.print(
             f"trained on {result['n_images']} images ({result['mode']}) for {result['epochs']} epochs in "
             f"{result['train_seconds']:.1f} s -> {out}   (sample grids: {out / 'training' / 'samples'})"
         )
 
-    cli._run(job)
+    run_job(job)
 
 
 @augment_app.command("generate")
@@ -108,16 +100,15 @@ def generate_command(
 
         defectlens augment generate --run runs/gan-scratches -n 500 --out synth/scratches
     """
-    cli = _main_cli()
-    cli._setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.augment.runs import generate_run
 
         paths = generate_run(run, n, out, seed=seed, force=force, progress=True)
-        cli.console.print(f"wrote {len(paths)} images to {out} (contact sheet: {out / 'overview'})")
+        console.print(f"wrote {len(paths)} images to {out} (contact sheet: {out / 'overview'})")
 
-    cli._run(job)
+    run_job(job)
 
 
 @augment_app.command("check")
@@ -142,29 +133,28 @@ def check_command(
 
         defectlens augment check --run runs/gan-scratches --data ../shared/data/neu/scratches
     """
-    cli = _main_cli()
-    cli._setup_logging(verbose)
+    setup_logging(verbose)
 
     def job() -> None:
         from defectlens.augment.check import FRECHET_NAME, check_run
 
         report = check_run(run, data, out, n=n, k=k, seed=seed, force=force, progress=True)
         for space, stats in report["copy"].items():
-            cli.console.print(
+            console.print(
                 f"{space}: {stats['close_fraction']:.1%} of generated images closer than the "
                 f"{stats['percentile']:g}th percentile of real-real distances"
                 + (" (flagged in this space)" if stats["flagged"] else "")
             )
         verdict = "[bold red]copying flagged[/]" if report["flagged"] else "no copying flagged"
-        cli.console.print(f"verdict: {verdict} (flagged when both spaces flag it)")
+        console.print(f"verdict: {verdict} (flagged when both spaces flag it)")
         quality = report["quality"]
-        cli.console.print(
+        console.print(
             f"{FRECHET_NAME}: {quality['frechet_feature_distance']:.4g};  KID-style MMD²: "
             f"{quality['kid']:.4g} ± {quality['kid_std']:.2g}"
         )
-        cli.console.print(f"report: {report['report_dir']}")
+        console.print(f"report: {report['report_dir']}")
 
-    cli._run(job)
+    run_job(job)
 
 
 __all__ = ["augment_app"]
