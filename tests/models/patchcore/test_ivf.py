@@ -104,3 +104,20 @@ def test_missing_faiss_says_how_to_install(quick, monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
     with pytest.raises(ConfigError, match="pip install faiss-cpu"):
         quick("patchcore", search="ivf")._check_params()
+
+
+def test_flops_of_the_faiss_search_are_counted():
+    from defectlens.models.complexity import measure
+
+    bank, cells = torch.randn(2000, 3), 50
+    visit_all = module(bank, cells=cells, probes=cells)
+    patches = torch.randn(1, 64 * 64, 3)
+    visit_all.nearest_distances(patches)
+    # Every query is compared with the 50 cell centres, then with all 2,000 rows: 2 D FLOPs each.
+    assert visit_all.untracked_flops() == 2 * 3 * 64 * 64 * (cells + 2000)
+    exact = PatchCoreModel(Identity(), bank, blur_sigma=0.0)
+    assert exact.untracked_flops() == 0.0
+    # measure() adds it to torch's count: the same work as exact search's matrix product, within rounding.
+    ivf_gflops, exact_gflops = measure(visit_all, (64, 64)).gflops, measure(exact, (64, 64)).gflops
+    assert exact_gflops > 0.04
+    assert ivf_gflops == pytest.approx(exact_gflops + 2 * 3 * 64 * 64 * cells / 1e9, abs=2e-3)

@@ -46,9 +46,18 @@ class InvertedFileIndex:
         self._index.add(rows)
         self._index.nprobe = min(probes, cells)
         self._faiss = faiss
+        self.last_flops = 0.0
 
     def distances(self, queries: torch.Tensor) -> torch.Tensor:
-        """(Q,) Euclidean distance of each query (Q, D) to the nearest bank row found."""
+        """(Q,) Euclidean distance of each query (Q, D) to the nearest bank row found.
+
+        Also sets `last_flops`: 2 D per distance computed (to every cell centre, then to the rows of the
+        visited cells, as faiss counted them), the convention of torch's FLOP counter for products.
+        """
         self._faiss.omp_set_num_threads(torch.get_num_threads())
+        stats = self._faiss.cvar.indexIVF_stats
+        stats.reset()
         squared, _ = self._index.search(np.ascontiguousarray(queries.detach().cpu().numpy()), 1)
+        n_distances = stats.ndis + len(queries) * self._quantizer.ntotal
+        self.last_flops = 2.0 * queries.shape[1] * n_distances
         return torch.from_numpy(squared[:, 0]).clamp_min_(0).sqrt_().to(queries.device)

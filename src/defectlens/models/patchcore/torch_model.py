@@ -100,6 +100,10 @@ class PatchCoreModel(nn.Module):
             self._ivf = (self.memory_bank, index)
         return self._ivf[1]
 
+    def untracked_flops(self) -> float:
+        """FLOPs of the last forward's faiss search, which torch's FLOP counter cannot see (0 if exact)."""
+        return self._ivf[1].last_flops if self.search == "ivf" and self._ivf is not None else 0.0
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.embed(images)
         batch, dim, height, width = embedding.shape
