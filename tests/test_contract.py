@@ -106,6 +106,18 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
         load(tmp_path / "other.pt")
 
 
+def test_load_names_the_file_when_weights_do_not_fit_the_settings(fitted, tmp_path):
+    import torch
+
+    detector, _, _ = fitted
+    checkpoint = torch.load(detector.save(tmp_path / "model.pt"), weights_only=True)
+    name, weight = next(detector.module_.named_parameters())  # shaped by the settings, not by the data
+    checkpoint["state_dict"][name] = torch.zeros(*weight.shape, 2)  # one more dimension than saved
+    torch.save(checkpoint, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="edited.pt: the saved weights do not fit"):
+        load(tmp_path / "edited.pt")
+
+
 def test_complexity_of_the_shaped_module_matches_a_fitted_one(fitted, quick):
     from defectlens.models.complexity import measure
 

@@ -398,7 +398,12 @@ def load(path: str | Path) -> Detector:
         logger.warning("checkpoint %s was written by defectlens %s", path, checkpoint["defectlens_version"])
     detector = detector_class(checkpoint["detector"])(**checkpoint["params"])
     module = detector._build_module(checkpoint["state_dict"])
-    module.load_state_dict(checkpoint["state_dict"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
+        raise CheckpointError(
+            f"checkpoint {path}: the saved weights do not fit its settings: {error}"
+        ) from error
     detector.module_ = module.to(resolve_device(detector.device)).eval()
     detector.calibration_ = Calibration.from_dict(checkpoint["post"])
     return detector
