@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from defectlens.engine.loop import HISTORY_FILE, STATE_FILE, EpochLoop, in_batches, shuffled_batches
+from defectlens.engine.loop import (
+    HISTORY_FILE,
+    STATE_FILE,
+    EpochLoop,
+    in_batches,
+    random_flips,
+    shuffled_batches,
+)
 from defectlens.errors import CheckpointError, ConfigError
 from defectlens.models.base import FitContext
 
@@ -95,3 +102,18 @@ def test_make_optimizer_builds_each_kind_and_names_a_bad_one():
     assert sgd.defaults["momentum"] == 0.9 and sgd.defaults["weight_decay"] == 1e-4
     with pytest.raises(ConfigError, match="optimizer must be 'sgd', 'rmsprop' or 'adam', got 'lbfgs'"):
         make_optimizer("lbfgs", params, 1.0, 0.0, 0.0)
+
+
+def test_random_flips_mirror_each_image_or_leave_it():
+    images = torch.arange(64 * 2 * 3, dtype=torch.float32).view(64, 1, 2, 3)
+    torch.manual_seed(0)
+    flipped = random_flips(images, ("horizontal", "vertical"))
+    variants = [images, images.flip(-1), images.flip(-2), images.flip(-1).flip(-2)]
+    seen = [next(k for k, v in enumerate(variants) if torch.equal(flipped[i], v[i])) for i in range(64)]
+    assert set(seen) == {0, 1, 2, 3}  # 64 images: every combination occurs (each has probability 1/4)
+    torch.manual_seed(0)
+    assert torch.equal(random_flips(images, ("horizontal", "vertical")), flipped)  # seeded: reproducible
+    only_horizontal = random_flips(images, ("horizontal",))
+    pairs = zip(only_horizontal, images, strict=True)
+    assert all(torch.equal(f, x) or torch.equal(f, x.flip(-1)) for f, x in pairs)
+    assert torch.equal(random_flips(images, ()), images)

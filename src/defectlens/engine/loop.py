@@ -67,6 +67,19 @@ def shuffled_batches(images: torch.Tensor, batch_size: int, drop_last: bool = Tr
         yield images[index].float() / 255
 
 
+FLIPS = ("horizontal", "vertical")
+
+
+def random_flips(images: torch.Tensor, flips: tuple[str, ...]) -> torch.Tensor:
+    """Each image of a (B, C, H, W) batch mirrored along each of `flips` (names in FLIPS) with
+    probability 1/2, independently; randomness from torch's global generator, as `shuffled_indices`."""
+    for flip in flips:
+        chosen = torch.rand(len(images), device=images.device) < 0.5
+        mirrored = images.flip(-1 if flip == "horizontal" else -2)
+        images = torch.where(chosen[:, None, None, None], mirrored, images)
+    return images
+
+
 def in_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Float batches in [0, 1] of cached uint8 images, in order."""
     for start in range(0, len(images), batch_size):

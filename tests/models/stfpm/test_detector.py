@@ -37,6 +37,12 @@ def test_adam_and_sum_map_also_learn(splits):
     assert losses[-1] < losses[0]
 
 
+def test_flipped_training_images_also_learn(splits):
+    detector = Stfpm(flips=("horizontal", "vertical"), max_epochs=3, patience=None, **TINY)
+    losses = [h["loss"] for h in detector.fit(splits).history_]
+    assert losses[-1] < losses[0]
+
+
 def test_early_stopping_stops_and_keeps_the_best_weights(splits):
     # A learning rate this large makes the validation loss jump around: the loop must stop after
     # `patience` epochs without improvement and restore the student of the best epoch.
@@ -87,6 +93,7 @@ def test_resume_continues_from_the_saved_state(splits, tmp_path):
         ("map_combination", "mean"),
         ("blur_sigma", -1.0),
         ("layers", ()),
+        ("flips", ("diagonal",)),
     ],
 )
 def test_bad_setting_names_itself(setting, value, splits):

@@ -11,7 +11,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from defectlens.backbones import DEFAULT_BACKBONE
-from defectlens.engine.loop import EpochLoop, cache_images, in_batches, make_optimizer, shuffled_indices
+from defectlens.engine.loop import (
+    FLIPS,
+    EpochLoop,
+    cache_images,
+    in_batches,
+    make_optimizer,
+    random_flips,
+    shuffled_indices,
+)
 from defectlens.errors import ConfigError
 from defectlens.metrics import image_auroc
 from defectlens.models.base import Detector, FitContext, progress_bar
@@ -54,6 +62,9 @@ class Stfpm(Detector):
         patience: stop after this many epochs without a better validation value; `None` never stops early.
         map_combination: "product" (the paper) or "sum" of the per-layer maps upsampled to input size.
         blur_sigma: Gaussian smoothing of the anomaly map in pixels.
+        flips: augmentation of the training images: each is mirrored along each named axis
+            ("horizontal", "vertical") with probability 1/2 per epoch, for parts whose good look does not
+            depend on orientation; the teacher's targets are then computed per batch instead of cached.
         image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`; `batch_size`
             is also the training batch.
     """
@@ -71,6 +82,7 @@ class Stfpm(Detector):
         patience: int | None = 10,
         map_combination: str = "product",
         blur_sigma: float = 4.0,
+        flips: tuple[str, ...] = (),
         *,
         image_size: int = 256,
         resize: str = "squash",
@@ -98,6 +110,7 @@ class Stfpm(Detector):
         self.patience = patience
         self.map_combination = map_combination
         self.blur_sigma = blur_sigma
+        self.flips = flips
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -121,6 +134,8 @@ class Stfpm(Detector):
             )
         if self.blur_sigma < 0:
             raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        if not isinstance(self.flips, tuple | list) or not set(self.flips) <= set(FLIPS):
+            raise ConfigError(f"flips must be a tuple of names from {FLIPS}, got {self.flips!r}")
 
     def _module(self, pretrained: bool) -> StfpmModel:
         weights = Path(self.weights) if self.weights else None
@@ -142,9 +157,11 @@ class Stfpm(Detector):
         module = self._module(pretrained=True).to(device)
         train_images, _ = cache_images(train, progress, "load train")
         val_cache, labels = cache_images(val, progress, "load val")
-        # Teacher features never change: normalised once, kept in float16 (336 KB per 256 px image
-        # for layers (1, 2, 3) of tf_efficientnet_lite0; 230 MB for MTD's 686 training images).
-        train_targets = self._teacher_features(module, train_images, progress, "teacher train")
+        # Teacher features of unflipped images never change: normalised once, kept in float16 (336 KB
+        # per 256 px image for layers (1, 2, 3) of tf_efficientnet_lite0; 230 MB for MTD's 686 images).
+        train_targets = (
+            None if self.flips else self._teacher_features(module, train_images, progress, "teacher train")
+        )
         val_targets = self._teacher_features(module, val_cache, progress, "teacher val")
         student = module.student
         optimizer = self._make_optimizer(student)
@@ -155,7 +172,12 @@ class Stfpm(Detector):
             total, count = 0.0, 0
             for index in shuffled_indices(len(train_images), self.batch_size):
                 images = train_images[index].float().div_(255).to(device)
-                targets = [t[index].to(device).float() for t in train_targets]
+                if train_targets is None:
+                    images = random_flips(images, tuple(self.flips))
+                    with torch.no_grad():
+                        targets = normalize(module.teacher(images))
+                else:
+                    targets = [t[index].to(device).float() for t in train_targets]
                 losses = stfpm_loss(targets, normalize(student(images)))
                 optimizer.zero_grad(set_to_none=True)
                 # Summed over the batch as in the authors' code (MSELoss(reduction="sum")): lr 0.4 is
