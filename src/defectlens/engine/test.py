@@ -54,6 +54,18 @@ class Scored:
         pixels = (self.masks, self.maps) if self.has_pixels else (None, None)
         return metrics.evaluate(self.labels, self.raw_scores, threshold, *pixels)
 
+    def per_type_auroc(self) -> dict[str, float]:
+        """Image AUROC of each defect type against all good images."""
+        by_type: dict[str, list[int]] = defaultdict(list)
+        for i, t in enumerate(self.defect_types):
+            by_type[t].append(i)
+        good = [i for i, label in enumerate(self.labels) if label == 0]
+        return {
+            t: round(metrics.image_auroc(self.labels[good + idx], self.raw_scores[good + idx]), 4)
+            for t, idx in sorted(by_type.items())
+            if self.labels[idx[0]] == 1 and good
+        }
+
 
 def score_records(
     detector: Detector,
@@ -144,7 +156,7 @@ def evaluate_run(
     if not scored.has_pixels:
         result["pixel_note"] = "not every anomalous test image has a ground-truth mask: pixel metrics skipped"
     raw_scores, labels = scored.raw_scores, scored.labels
-    result["per_defect_type_auroc"] = _per_type_auroc(raw_scores, labels, scored.defect_types)
+    result["per_defect_type_auroc"] = scored.per_type_auroc()
     result["images_per_second"] = round(len(test) / elapsed, 2)
     result["pixel_threshold"] = detector.calibration_.pixel_threshold.value_
     result["data"] = spec.describe()
@@ -160,16 +172,3 @@ def evaluate_run(
             title=f"{info.model}: scores",
         )
     return result
-
-
-def _per_type_auroc(scores: np.ndarray, labels: np.ndarray, types: list[str]) -> dict[str, float]:
-    """Image AUROC of each defect type against all good images."""
-    by_type: dict[str, list[int]] = defaultdict(list)
-    for i, t in enumerate(types):
-        by_type[t].append(i)
-    good = [i for i, label in enumerate(labels) if label == 0]
-    return {
-        t: round(metrics.image_auroc(labels[good + idx], scores[good + idx]), 4)
-        for t, idx in sorted(by_type.items())
-        if labels[idx[0]] == 1 and good
-    }
