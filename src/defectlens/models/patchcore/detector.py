@@ -170,7 +170,10 @@ class PatchCore(Detector):
         stride = module.extractor.strides[0]
         n_patches = n_train_images * (self.image_size // stride) ** 2
         rows = min(n_patches, max(1, round(self.coreset_ratio * n_patches)))
-        module.memory_bank = torch.zeros(rows, sum(module.extractor.channels))
+        # Random rows stand in for the fitted bank: same shape, and spread out as real features are, so
+        # that an IVF index built on them (search="ivf") fills its cells and costs what it would.
+        generator = torch.Generator().manual_seed(0)
+        module.memory_bank = torch.randn(rows, sum(module.extractor.channels), generator=generator)
         return module
 
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
