@@ -82,7 +82,9 @@ class DataSplits:
     """Train / validation / test records of one dataset.
 
     ``has_masks`` is True when the test set holds anomalous images and every one of them has a
-    ground-truth mask (so pixel-level metrics can be computed).
+    ground-truth mask (so pixel-level metrics can be computed). ``val_carved`` is True when the val part
+    was carved at random from the good training images (detectors that calibrate out of fold then train
+    on it too), False when it came from a ``val/`` folder of its own.
     """
 
     train: list[Record]
@@ -90,6 +92,7 @@ class DataSplits:
     test: list[Record]
     root: Path | None = None
     has_masks: bool = False
+    val_carved: bool = True
 
     def summary(self) -> str:
         """One line per split with counts per defect type, then whether pixel masks are present."""
@@ -343,7 +346,9 @@ def load_mvtec(
     if check_files:
         for records in (train, val, test):
             _check_records(records)
-    splits = DataSplits(train, val, test, root=root, has_masks=use_masks and _has_masks(test))
+    splits = DataSplits(
+        train, val, test, root=root, has_masks=use_masks and _has_masks(test), val_carved=not val_dir.is_dir()
+    )
     logger.info("loaded MVTec-layout dataset %s\n%s", root, splits.summary())
     return splits
 

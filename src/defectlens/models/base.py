@@ -1,10 +1,15 @@
 """The one interface every detector shares: fit on good images, predict scores and maps, save/load.
 
-A detector subclass stores its keyword hyper-parameters in `__init__` and implements two hooks:
-`_fit_module` (build and fit a torch module from training batches) and `_build_module` (rebuild the
-same architecture for a saved state). The fitted module maps an image batch (B, 3, H, W) in [0, 1] to
-raw scores (B,) and raw anomaly maps (B, H, W); everything else — thresholds, score normalisation,
-the three task outputs, checkpoints — lives here once, so the API, CLI and exports share one path.
+A detector subclass stores its own keyword hyper-parameters in `__init__` (the shared ones pass through
+`**base` to `Detector.__init__`) and implements two hooks: `_fit_module` (build and fit a torch module
+from training batches) and `_build_module` (rebuild the same architecture for a saved state). The fitted
+module maps an image batch (B, 3, H, W) in [0, 1] to raw scores (B,) and raw anomaly maps (B, H, W);
+everything else — calibration, score normalisation, the three task outputs, checkpoints — lives here
+once, so the API, CLI and exports share one path.
+
+Calibration scores the good images with a model that did not see them: detectors that fit from cached
+features (`calibration_scores = "out-of-fold"`, see `models/cross_fit.py`) use k folds of all the good
+training images; the others hold a split out of training.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from defectlens.data.inputs import Batch, as_dataset, loader
 from defectlens.data.transforms import Resize
 from defectlens.errors import CheckpointError, ConfigError, DataError, NotFittedError
 from defectlens.post.prediction import Calibration, Prediction
-from defectlens.post.threshold import F1Threshold, QuantileThreshold, Threshold, adaptive_threshold
+from defectlens.post.threshold import ThresholdPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,9 @@ def progress_bar(iterable: Any, enabled: bool, desc: str, total: int | None = No
     return tqdm(iterable, desc=desc, total=total, unit="batch", leave=False) if enabled else iterable
 
 
+HELD_OUT_FRACTION = 0.1  # share of the good images held out when a detector cannot score out of fold
+
+
 class Detector(ABC):
     """Base class of every anomaly detector.
 
@@ -77,15 +85,21 @@ class Detector(ABC):
         image_size: side of the square model input in pixels.
         resize: "squash" (plain resize) or "pad" (keep the aspect ratio, pad with black).
         batch_size: images per forward pass.
-        threshold_quantile: quantile of good validation scores used as threshold when no labelled
-            anomalies are available for an F1-optimal one.
         seed: seed for every random choice the detector makes.
         device: "auto", "cpu" or "cuda".
+        threshold_policy: how the image threshold is chosen (`ThresholdPolicy`): "false_reject_rate"
+            (the default: reject at most `false_reject_rate` of good parts), "recall" (catch `recall` of
+            the labelled defective calibration images), "quantile" (`threshold_quantile` of the good
+            calibration scores) or "f1" (F1-optimal on labelled calibration images).
+        false_reject_rate, recall, threshold_quantile: the targets of those policies.
     """
 
     name: ClassVar[str] = ""
     # False for detectors whose scoring cannot be written as a fixed graph (e.g. a search at inference).
     exportable: ClassVar[bool] = True
+    # How good calibration scores are made without a validation set: "held-out" (a split the model does
+    # not train on) or "out-of-fold" (every good image scored by a model fitted on the other folds).
+    calibration_scores: ClassVar[str] = "held-out"
 
     def __init__(
         self,
@@ -93,16 +107,22 @@ class Detector(ABC):
         image_size: int = 256,
         resize: str = "squash",
         batch_size: int = 8,
-        threshold_quantile: float = 0.99,
         seed: int = 0,
         device: str = "auto",
+        threshold_policy: str = "false_reject_rate",
+        false_reject_rate: float = 0.01,
+        recall: float = 0.95,
+        threshold_quantile: float = 0.99,
     ) -> None:
         self.image_size = image_size
         self.resize = resize
         self.batch_size = batch_size
-        self.threshold_quantile = threshold_quantile
         self.seed = seed
         self.device = device
+        self.threshold_policy = threshold_policy
+        self.false_reject_rate = false_reject_rate
+        self.recall = recall
+        self.threshold_quantile = threshold_quantile
 
     # ----------------------------------------------------------------------------- subclass hooks
     @abstractmethod
@@ -118,6 +138,14 @@ class Detector(ABC):
         """The fitted module's architecture with placeholder weights and buffers shaped as fitting on
         `n_train_images` images would shape them (for complexity reports without fitting)."""
 
+    def _fit_out_of_fold(
+        self, train: DataLoader, context: FitContext
+    ) -> tuple[nn.Module, np.ndarray, np.ndarray, str]:
+        """For `calibration_scores == "out-of-fold"`: the module fitted on all of `train`, each training
+        image's raw score and content map maximum from a model fitted without its fold, and a description
+        of the folds."""
+        raise NotImplementedError(f"{type(self).__name__} calibrates on held-out images")
+
     def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
         """Learn from more good images without refitting from scratch; False when the model cannot."""
         return False
@@ -128,8 +156,7 @@ class Detector(ABC):
             raise ConfigError(f"image_size must be an integer >= 32, got {self.image_size!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not 0 < self.threshold_quantile <= 1:
-            raise ConfigError(f"threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
+        self.policy().check()
         Resize(self.image_size, self.resize)
         resolve_device(self.device)
 
@@ -140,8 +167,11 @@ class Detector(ABC):
         names: list[str] = []
         for klass in cls.__mro__:
             if "__init__" in vars(klass) and issubclass(klass, Detector):
+                parameters = inspect.signature(klass.__init__).parameters.values()
                 names += [
-                    p for p in inspect.signature(klass.__init__).parameters if p != "self" and p not in names
+                    p.name
+                    for p in parameters
+                    if p.name != "self" and p.kind != p.VAR_KEYWORD and p.name not in names
                 ]
         return names
 
@@ -152,6 +182,12 @@ class Detector(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+    def policy(self) -> ThresholdPolicy:
+        """The threshold policy these settings describe."""
+        return ThresholdPolicy(
+            self.threshold_policy, self.false_reject_rate, self.recall, self.threshold_quantile
+        )
 
     @property
     def input_resize(self) -> Resize:
@@ -173,13 +209,17 @@ class Detector(ABC):
         work_dir: str | Path | None = None,
         resume: bool = False,
     ) -> Self:
-        """Learn what good looks like from good images, then set the thresholds on validation images.
+        """Learn what good looks like from good images, then calibrate the thresholds.
+
+        Calibration needs scores of good images the model did not see. Given `val` (or a `DataSplits`
+        whose val part came from a `val/` folder), those images are used. Otherwise out-of-fold detectors
+        fit on every good image and score each with a model fitted on the other folds; the others hold
+        10 % of the images out of training.
 
         Args:
-            data: a `DataSplits` (its train and val parts are used), a folder of good images, a list
-                of image paths, `Record`s, or uint8 arrays (H, W, 3).
-            val: validation images in any of the same forms. Without it, a `DataSplits` gives its
-                own val part; otherwise 10% of the training images are held out.
+            data: a `DataSplits`, a folder of good images, a list of image paths, `Record`s, or uint8
+                arrays (H, W, 3).
+            val: calibration images in any of the same forms (labelled defects among them allowed).
             progress: show progress bars.
             work_dir: folder where iterative models keep their training state after each epoch.
             resume: continue training from the state in `work_dir`.
@@ -190,16 +230,22 @@ class Detector(ABC):
         self._check_params()
         if resume and work_dir is None:
             raise ConfigError("resume=True needs the work_dir that holds the training state")
-        train, val = self._split(data, val)
+        train, val, source = self._split(data, val)
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         resize = self.input_resize
         train_loader = loader(as_dataset(train, resize), self.batch_size)
-        val_loader = loader(as_dataset(val, resize), self.batch_size)
-        logger.info("fitting %s on %d images (%d held out for validation)", self.name, len(train), len(val))
         context = FitContext(device, progress, Path(work_dir) if work_dir else None, resume)
+        if val is None:
+            logger.info("fitting %s on %d images, calibrating out of fold", self.name, len(train))
+            module, scores, maxima, source = self._fit_out_of_fold(train_loader, context)
+            self.module_ = module.eval()
+            self._calibrate_from(scores, np.zeros(len(scores), dtype=int), maxima, None, source)
+            return self
+        logger.info("fitting %s on %d images (%d held out for calibration)", self.name, len(train), len(val))
+        val_loader = loader(as_dataset(val, resize), self.batch_size)
         self.module_ = self._fit_module(train_loader, val_loader, context).eval()
-        self.calibrate(val_loader, progress=progress)
+        self.calibrate(val_loader, progress=progress, source=source)
         return self
 
     def export_module(self) -> nn.Module:
@@ -244,21 +290,33 @@ class Detector(ABC):
         self.calibration_ = calibration
         return self
 
-    def _split(self, data: Any, val: Any) -> tuple[Any, Any]:
-        if isinstance(data, DataSplits):
-            return data.train, val if val is not None else data.val
+    def _split(self, data: Any, val: Any) -> tuple[Any, Any, str]:
+        """(training images, calibration images or None for out-of-fold, where the good scores come from)."""
+        out_of_fold = self.calibration_scores == "out-of-fold"
+        oof_source = "out-of-fold"
+        held_out = f"held-out split ({HELD_OUT_FRACTION:.0%} of the good images)"
         if val is not None:
-            return data, val
+            return (data.train if isinstance(data, DataSplits) else data), val, "validation images"
+        if isinstance(data, DataSplits):
+            if not data.val_carved:
+                return data.train, data.val, "validation folder"
+            if out_of_fold:
+                return data.train + [r for r in data.val if r.label <= 0], None, oof_source
+            return data.train, data.val, held_out
         if isinstance(data, str | Path) and Path(data).is_dir():
-            splits = load_folder(data, test_fraction=0.0, val_fraction=0.1, seed=self.seed)
-            return splits.train, splits.val
+            fraction = 0.0 if out_of_fold else HELD_OUT_FRACTION
+            splits = load_folder(data, test_fraction=0.0, val_fraction=fraction, seed=self.seed)
+            return (splits.train, None, oof_source) if out_of_fold else (splits.train, splits.val, held_out)
         if isinstance(data, np.ndarray) and data.ndim == 4:
             data = list(data)
         if not isinstance(data, list | tuple) or len(data) < 2:
-            raise DataError("fit needs at least 2 good images (one is held out to set the threshold)")
+            raise DataError("fit needs at least 2 good images (calibration needs some the model did not see)")
+        if out_of_fold:
+            return list(data), None, oof_source
         order = np.random.default_rng(self.seed).permutation(len(data))
-        n_val = max(1, round(0.1 * len(data)))
-        return [data[i] for i in sorted(order[n_val:])], [data[i] for i in sorted(order[:n_val])]
+        n_val = max(1, round(HELD_OUT_FRACTION * len(data)))
+        kept, carved = sorted(order[n_val:]), sorted(order[:n_val])
+        return [data[i] for i in kept], [data[i] for i in carved], held_out
 
     # ----------------------------------------------------------------------------- raw inference
     @torch.inference_mode()
@@ -284,12 +342,20 @@ class Detector(ABC):
         return np.concatenate(scores), np.concatenate(maps), batches
 
     # ----------------------------------------------------------------------------- thresholds
-    def calibrate(self, val: Any, progress: bool = False) -> Self:
-        """Set the image and pixel thresholds and the score normalisers from validation images.
+    def calibrate(
+        self, val: Any, progress: bool = False, keep_good: bool = False, source: str = "validation images"
+    ) -> Self:
+        """Set the image and pixel thresholds and the score normalisers from calibration images.
 
-        With labelled anomalies among them (Records with label 1), the image threshold is the
-        F1-optimal one, and the pixel threshold too when they carry masks; otherwise each is the
-        `threshold_quantile` of the good images' scores (for pixels: of each good map's maximum).
+        The thresholds follow `threshold_policy` (`ThresholdPolicy`); labelled defective images (Records
+        with label 1) serve the "recall" and "f1" policies and the recall reported at the operating point,
+        and their masks the pixel threshold.
+
+        Args:
+            val: calibration images the model did not train on.
+            keep_good: keep the good calibration scores of the current calibration (e.g. out-of-fold ones)
+                and add `val` to them, e.g. images a reviewer marked defective.
+            source: where the good scores come from, as the operating point reports it.
         """
         self._check_is_fitted()
         data = (
@@ -297,14 +363,13 @@ class Detector(ABC):
             if isinstance(val, DataLoader)
             else loader(as_dataset(val, self.input_resize), self.batch_size)
         )
-        if len(data.dataset) == 0:
+        if len(data.dataset) == 0 and not keep_good:
             raise DataError(
                 "no validation images to set the threshold on: give fit() a val set or more images"
             )
         scores, maps, batches = self._raw_over(data, progress, "calibrate")
-        labels = np.concatenate([b.labels.numpy() for b in batches])
+        labels = np.concatenate([b.labels.numpy() for b in batches]) if batches else np.zeros(0, int)
         good = labels <= 0  # unknown labels count as good: validation images come from the good set
-        threshold = adaptive_threshold(scores, np.where(good, 0, 1), self.threshold_quantile)
         masks = [mask for b in batches for mask in b.masks]
         geometries = [g for b in batches for g in b.geometries]
         pixel_truth = [
@@ -316,16 +381,51 @@ class Detector(ABC):
         good_maxima = np.array(
             [g.crop_content(m).max() for m, g, ok in zip(maps, geometries, good, strict=True) if ok]
         )
-        anomalous_pixels = any(mask.any() for _, mask in pixel_truth)
-        if anomalous_pixels and (~good).any():
-            flat_maps = np.concatenate([m.ravel() for m, _ in pixel_truth])
-            flat_masks = np.concatenate([mask.ravel() for _, mask in pixel_truth])
-            pixel_threshold: Threshold = F1Threshold().fit(flat_maps, flat_masks.astype(int))
-        else:
-            pixel_threshold = QuantileThreshold(self.threshold_quantile).fit(good_maxima)
-        self.calibration_ = Calibration(threshold, pixel_threshold, scores[good], good_maxima)
-        logger.info("image threshold %.4g, pixel threshold %.4g", threshold.value_, pixel_threshold.value_)
+        pixels = None
+        if pixel_truth and (~good).any():
+            pixels = (
+                np.concatenate([m.ravel() for m, _ in pixel_truth]),
+                np.concatenate([mask.ravel() for _, mask in pixel_truth]),
+            )
+        labels = np.where(good, 0, 1)
+        if keep_good:
+            before = self.calibration_
+            scores = np.concatenate([before.good_scores, before.defective_scores, scores])
+            labels = np.concatenate(
+                [np.zeros(before.good_scores.size, int), np.ones(before.defective_scores.size, int), labels]
+            )
+            good_maxima = np.concatenate([before.good_map_maxima, good_maxima])
+            source = before.source
+        self._calibrate_from(scores, labels, good_maxima, pixels, source)
         return self
+
+    def _calibrate_from(
+        self,
+        scores: np.ndarray,
+        labels: np.ndarray,
+        good_maxima: np.ndarray,
+        pixels: tuple[np.ndarray, np.ndarray] | None,
+        source: str,
+    ) -> None:
+        policy = self.policy()
+        threshold = policy.image_threshold(scores, labels)
+        pixel_threshold = policy.pixel_threshold(good_maxima, pixels)
+        good = labels == 0
+        self.calibration_ = Calibration(
+            threshold, pixel_threshold, scores[good], good_maxima, source, scores[~good]
+        )
+        point = self.calibration_.operating_point()
+        logger.info(
+            "image threshold %.4g (%s, %s on %d good scores %s): guaranteed false-reject rate <= %.3g at "
+            "95%% confidence; pixel threshold %.4g",
+            threshold.value_,
+            point["policy"],
+            point["method"],
+            point["n_good"],
+            source,
+            point["guaranteed_false_reject_rate"],
+            pixel_threshold.value_,
+        )
 
     def set_threshold(self, image: float | None = None, pixel: float | None = None) -> Self:
         """Fix the image and/or pixel threshold to a raw score chosen by the user."""
@@ -406,6 +506,13 @@ def load(path: str | Path) -> Detector:
         ) from error
     detector.module_ = module.to(resolve_device(detector.device)).eval()
     detector.calibration_ = Calibration.from_dict(checkpoint["post"])
+    if "source" not in checkpoint["post"]:
+        logger.warning(
+            "checkpoint %s keeps the threshold of its defectlens %s (set on a small held-out split); "
+            "fit it again for out-of-fold calibration and a false-reject-rate operating point",
+            path,
+            checkpoint["defectlens_version"],
+        )
     return detector
 
 

@@ -3,23 +3,31 @@
 from defectlens.post.normalization import ScoreNormalizer
 from defectlens.post.tasks import TASKS, check_task, classify, detect, segment
 from defectlens.post.threshold import (
+    POLICIES,
     F1Threshold,
+    FalseRejectThreshold,
     FixedThreshold,
     QuantileThreshold,
+    RecallThreshold,
     Threshold,
-    adaptive_threshold,
+    ThresholdPolicy,
+    false_reject_bound,
 )
 
 __all__ = [
+    "POLICIES",
     "TASKS",
     "F1Threshold",
+    "FalseRejectThreshold",
     "FixedThreshold",
     "QuantileThreshold",
+    "RecallThreshold",
     "ScoreNormalizer",
     "Threshold",
-    "adaptive_threshold",
+    "ThresholdPolicy",
     "check_task",
     "classify",
     "detect",
+    "false_reject_bound",
     "segment",
 ]

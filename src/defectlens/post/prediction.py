@@ -1,8 +1,9 @@
 """The one post-processing path: raw model outputs -> normalised scores, labels and masks.
 
-A `Calibration` (image and pixel thresholds plus the good validation statistics behind the score
+A `Calibration` (image and pixel thresholds plus the good calibration statistics behind the score
 normalisers) is fitted once, saved in checkpoints and exported artefacts as the same dict, and applied
-by the torch detector, the torch-free inferencer and the service alike. numpy only.
+by the torch detector, the torch-free inferencer and the service alike. The image label is the one
+decision: masks are drawn on images judged anomalous only. numpy only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from defectlens.data.transforms import Geometry
 from defectlens.errors import ConfigError
 from defectlens.post.normalization import ScoreNormalizer
-from defectlens.post.threshold import FixedThreshold, Threshold
+from defectlens.post.threshold import CONFIDENCE, FixedThreshold, Threshold, false_reject_bound
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Prediction:
         score: (B,) scores normalised so that the image threshold sits at 0.5.
         anomaly_map: (B, H, W) maps normalised so that the pixel threshold sits at 0.5.
         label: (B,) True where the image is judged anomalous (score >= 0.5).
-        mask: (B, H, W) True where a pixel is judged anomalous (anomaly_map >= 0.5).
+        mask: (B, H, W) True where a pixel is judged anomalous (anomaly_map >= 0.5) on an image judged
+            anomalous; all False on an image judged normal.
         geometries: where each original image sits inside the model input, to map results back.
     """
 
@@ -53,27 +55,37 @@ class Prediction:
 
 @dataclass
 class Calibration:
-    """Fitted thresholds and the statistics of good validation images that scale the scores.
+    """Fitted thresholds and the statistics of good calibration images that scale the scores.
 
     Args:
         threshold: fitted image-score threshold (raw units).
         pixel_threshold: fitted anomaly-map threshold (raw units).
-        good_scores: raw scores of the good validation images.
-        good_map_maxima: maximum of each good validation image's anomaly map (over its content).
+        good_scores: raw scores of the good calibration images (out-of-fold or held out).
+        good_map_maxima: maximum of each good calibration image's anomaly map (over its content).
+        source: where the good scores come from, e.g. "out-of-fold (5 folds)" or "held-out split".
+        defective_scores: raw scores of labelled defective calibration images, if any were given.
     """
 
     threshold: Threshold
     pixel_threshold: Threshold
     good_scores: np.ndarray
     good_map_maxima: np.ndarray
+    source: str = "validation images"
+    defective_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
     normalizer: ScoreNormalizer = field(init=False, repr=False)
     pixel_normalizer: ScoreNormalizer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.good_scores = np.asarray(self.good_scores, dtype=np.float64)
         self.good_map_maxima = np.asarray(self.good_map_maxima, dtype=np.float64)
+        self.defective_scores = np.asarray(self.defective_scores, dtype=np.float64)
         self.normalizer = ScoreNormalizer().fit(self.threshold.value_, self.good_scores)
         self.pixel_normalizer = ScoreNormalizer().fit(self.pixel_threshold.value_, self.good_map_maxima)
+
+    @property
+    def image_threshold(self) -> float:
+        """The raw image-score threshold: a score at or above it is anomalous."""
+        return float(self.threshold.value_)
 
     def with_thresholds(self, image: float | None = None, pixel: float | None = None) -> Calibration:
         """A copy with the image and/or pixel threshold fixed to raw values chosen by a user."""
@@ -82,19 +94,50 @@ class Calibration:
             FixedThreshold(pixel).fit(self.good_map_maxima) if pixel is not None else self.pixel_threshold,
             self.good_scores,
             self.good_map_maxima,
+            self.source,
+            self.defective_scores,
         )
+
+    def operating_point(self) -> dict[str, Any]:
+        """The operating point as a quality engineer reads it, for metrics.json and the printed summary.
+
+        Holds the policy and its target, the threshold and how it was found (`method`), where the good
+        calibration scores come from and how many there are, the share of them the threshold rejects, the
+        false-reject rate it guarantees at 95 % confidence (`false_reject_bound`), and the recall on
+        labelled defective calibration images when there were any.
+        """
+        threshold = self.image_threshold
+        described = self.threshold.to_dict()
+        point: dict[str, Any] = {
+            "policy": described.pop("kind"),
+            **{k: v for k, v in described.items() if k not in ("value", "method", "n_good", "tail")},
+            "threshold": threshold,
+            "method": getattr(self.threshold, "method_", None) or self.threshold.kind,
+            "scores_from": self.source,
+            "n_good": int(self.good_scores.size),
+            "calibration_false_reject_rate": float(np.mean(self.good_scores >= threshold)),
+            "guaranteed_false_reject_rate": false_reject_bound(self.good_scores, threshold),
+            "confidence": CONFIDENCE,
+        }
+        if getattr(self.threshold, "tail_", None):
+            point["tail"] = self.threshold.tail_
+        if self.defective_scores.size:
+            point["n_defective"] = int(self.defective_scores.size)
+            point["calibration_recall"] = float(np.mean(self.defective_scores >= threshold))
+        return point
 
     def apply(self, raw_score: np.ndarray, raw_map: np.ndarray, geometries: Sequence[Geometry]) -> Prediction:
         """Normalise raw outputs and apply the thresholds."""
         score = self.normalizer.transform(np.asarray(raw_score, dtype=np.float64))
         anomaly_map = self.pixel_normalizer.transform(np.asarray(raw_map, dtype=np.float32))
+        label = score >= 0.5
         return Prediction(
             raw_score=np.asarray(raw_score),
             raw_map=np.asarray(raw_map),
             score=score,
             anomaly_map=anomaly_map,
-            label=score >= 0.5,
-            mask=anomaly_map >= 0.5,
+            label=label,
+            mask=(anomaly_map >= 0.5) & label[:, None, None],
             geometries=list(geometries),
         )
 
@@ -105,11 +148,13 @@ class Calibration:
             "pixel_threshold": self.pixel_threshold.to_dict(),
             "good_scores": self.good_scores.tolist(),
             "good_map_maxima": self.good_map_maxima.tolist(),
+            "source": self.source,
+            "defective_scores": self.defective_scores.tolist(),
         }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Calibration:
-        """Rebuild from `to_dict` output.
+        """Rebuild from `to_dict` output (also of defectlens versions before `source` was recorded).
 
         Raises:
             ConfigError: a key is missing or a threshold is not fitted.
@@ -120,4 +165,10 @@ class Calibration:
         thresholds = [Threshold.from_dict(data[key]) for key in ("threshold", "pixel_threshold")]
         if not all(t.is_fitted for t in thresholds):
             raise ConfigError("calibration thresholds must carry their fitted values")
-        return Calibration(*thresholds, np.asarray(data["good_scores"]), np.asarray(data["good_map_maxima"]))
+        return Calibration(
+            *thresholds,
+            np.asarray(data["good_scores"]),
+            np.asarray(data["good_map_maxima"]),
+            data.get("source", "validation images"),
+            np.asarray(data.get("defective_scores", [])),
+        )

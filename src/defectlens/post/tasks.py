@@ -6,12 +6,14 @@ and ``value >= 0.5`` is anomalous.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from defectlens.errors import ConfigError
 
-__all__ = ["TASKS", "check_task", "classify", "detect", "segment"]
+__all__ = ["TASKS", "Regions", "check_task", "classify", "detect", "regions", "segment"]
 
 TASKS: tuple[str, ...] = ("classification", "segmentation", "detection")
 _CUT = 0.5
@@ -101,3 +103,33 @@ def detect(normalized_map: np.ndarray, min_area: int = 16) -> list[Box]:
         boxes.append((x, y, x + w, y + h, score))
     boxes.sort(key=lambda b: -b[4])
     return boxes
+
+
+@dataclass(frozen=True)
+class Regions:
+    """What an image's map shows, decided together with its image label (one decision per image).
+
+    Attributes:
+        mask: (H, W) bool, the pixels judged defective: all False on an image judged normal.
+        boxes: the defect boxes (see `detect`): empty on an image judged normal.
+        below_image_threshold: on an image judged normal, the boxes of regions above the pixel threshold,
+            which are reported as such and never as defects; empty on an anomalous image.
+    """
+
+    mask: np.ndarray
+    boxes: list[Box]
+    below_image_threshold: list[Box]
+
+
+def regions(normalized_map: np.ndarray, anomalous: bool, min_area: int = 16) -> Regions:
+    """Masks and boxes of one image, drawn only when the image label says anomalous.
+
+    Args:
+        normalized_map: the image's (H, W) normalised anomaly map.
+        anomalous: the image label (its normalised score >= 0.5).
+        min_area: smallest component that gives a box, in pixels.
+    """
+    boxes = detect(normalized_map, min_area)
+    if anomalous:
+        return Regions(segment(normalized_map), boxes, [])
+    return Regions(np.zeros(np.shape(normalized_map), dtype=bool), [], boxes)

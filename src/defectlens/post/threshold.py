@@ -17,11 +17,15 @@ from numpy.typing import ArrayLike
 from defectlens.errors import ConfigError, NotFittedError
 
 __all__ = [
+    "POLICIES",
     "F1Threshold",
+    "FalseRejectThreshold",
     "FixedThreshold",
     "QuantileThreshold",
+    "RecallThreshold",
     "Threshold",
-    "adaptive_threshold",
+    "ThresholdPolicy",
+    "false_reject_bound",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +67,8 @@ class Threshold:
 
     kind: ClassVar[str] = ""
     _params: ClassVar[tuple[str, ...]] = ()
+    # Fitted attributes besides value_ that to_dict/from_dict carry (their names without the "_").
+    _fitted: ClassVar[tuple[str, ...]] = ()
     _registry: ClassVar[dict[str, type[Threshold]]] = {}
 
     value_: float
@@ -106,6 +112,8 @@ class Threshold:
             out[name] = float(val) if isinstance(val, (float, np.floating)) else val
         if self.is_fitted:
             out["value"] = float(self.value_)
+            for name in self._fitted:
+                out[name] = getattr(self, f"{name}_", None)
         else:
             out.setdefault("value", None)  # FixedThreshold's parameter is its value
         return out
@@ -123,7 +131,7 @@ class Threshold:
         cls = Threshold._registry.get(kind)
         if cls is None:
             raise ConfigError(f"threshold kind must be one of {sorted(Threshold._registry)}, got {kind!r}")
-        params = {k: v for k, v in d.items() if k not in ("kind", "value")}
+        params = {k: v for k, v in d.items() if k not in ("kind", "value", *cls._fitted)}
         if "value" in cls._params:
             params["value"] = d.get("value")
         unknown = sorted(set(params) - set(cls._params))
@@ -138,6 +146,8 @@ class Threshold:
             if not math.isfinite(value):
                 raise ConfigError(f"threshold value must be finite, got {value!r}")
             obj.value_ = value
+            for name in cls._fitted:
+                setattr(obj, f"{name}_", d.get(name))
         return obj
 
     def __repr__(self) -> str:
@@ -220,6 +230,7 @@ class F1Threshold(Threshold):
 
     kind = "f1"
     _params = ()
+    _fitted = ("f1",)
 
     def __init__(self) -> None:
         pass
@@ -254,26 +265,233 @@ class F1Threshold(Threshold):
         return self
 
 
-def adaptive_threshold(scores: ArrayLike, labels: ArrayLike | None = None, q: float = 0.99) -> Threshold:
-    """Fit the best threshold the data allows.
+CONFIDENCE = 0.95
+# The empirical quantile resolves a false-reject rate only when at least this many good scores are
+# expected above it; with fewer, the upper tail is extrapolated.
+MIN_EXCEEDANCES = 2.0
+MIN_TAIL = 5  # fewest top scores a tail model is fitted to; with fewer good scores, their maximum
+PARETO_TAIL = 10  # a generalised Pareto tail needs this many; an exponential tail (shape 0) below
+# The Pareto shape is clipped to [0, 0.5]: the tail is taken as no lighter than exponential (a bounded
+# tail fitted to a dozen points rejected 1.3-2.1 % instead of 1 % in benchmarks/operating_point.py's
+# simulation), and no heavier than a dozen points can support.
+SHAPE_RANGE = (0.0, 0.5)
 
-    Args:
-        scores: Raw anomaly scores.
-        labels: Optional 0/1 labels, one per score.
-        q: Quantile used when no labelled anomalies and normals are both available.
+
+def false_reject_bound(good_scores: ArrayLike, threshold: float, confidence: float = CONFIDENCE) -> float:
+    """The false-reject rate a threshold guarantees at `confidence`, from N good scores, for any
+    continuous score distribution.
+
+    With k of the N good scores below the threshold, the true rate P(good score >= threshold) is at most
+    1 - F(x_(k)), the mass above the k-th smallest score, which follows Beta(N - k + 1, k) (order
+    statistics of a uniform sample). The bound is that distribution's `confidence` quantile.
 
     Returns:
-        A fitted F1Threshold when labels contain both 0 and 1, else a QuantileThreshold(q) fitted on
-        all the scores.
+        The upper bound in (0, 1]; 1.0 when no good score lies below the threshold.
     """
-    if labels is not None:
-        arr = _as_scores(scores)
-        lab = _as_labels(labels, arr.size)
-        if 0 < int(lab.sum()) < lab.size:
-            return F1Threshold().fit(arr, lab)
-        if lab.size and lab.all():
+    from scipy.stats import beta
+
+    good = _as_scores(good_scores, "good_scores")
+    below = int(np.count_nonzero(good < threshold))
+    if below == 0:
+        return 1.0
+    return float(beta.ppf(confidence, good.size - below + 1, below))
+
+
+class FalseRejectThreshold(Threshold):
+    """The threshold that rejects a share `rate` of good parts: the (1 - rate) quantile of the good scores.
+
+    When fewer than `MIN_EXCEEDANCES` good scores are expected above it (N * rate < 2: e.g. fewer than 200
+    good images at 1 %), the empirical quantile would be one of the few largest scores, so the upper tail
+    is extrapolated instead: peaks over the (n_tail + 1)-th largest score, with n_tail = max(5, 20 % of N),
+    modelled by a generalised Pareto distribution (scipy.stats.genpareto, maximum likelihood, shape
+    clipped to [0, 0.5]), or by an exponential one when n_tail < 10. With 5 or fewer good scores, nothing can
+    be fitted and the threshold is their maximum; a warning says so.
+
+    Args:
+        rate: the false-reject rate in (0, 0.5].
+
+    Attributes:
+        method_: "empirical quantile", "generalized Pareto tail", "exponential tail" or "maximum".
+        n_good_: how many good scores the threshold was fitted on.
+        tail_: the tail model {"start", "n_tail", "shape", "scale"}, or None for the empirical quantile.
+    """
+
+    kind = "false_reject_rate"
+    _params = ("rate",)
+    _fitted = ("method", "n_good", "tail")
+
+    def __init__(self, rate: float = 0.01) -> None:
+        self.rate = rate
+
+    def fit(self, scores: ArrayLike, labels: ArrayLike | None = None) -> Self:
+        """Set ``value_`` from the good scores (those labelled 0 when labels are given).
+
+        Raises:
+            ConfigError: rate outside (0, 0.5], scores empty or not finite, or no good score.
+        """
+        rate = _check_rate(self.rate, "false_reject_rate")
+        good = _good_scores(scores, labels)
+        n = good.size
+        self.n_good_, self.tail_ = n, None
+        if n * rate >= MIN_EXCEEDANCES:
+            self.value_, self.method_ = float(np.quantile(good, 1.0 - rate)), "empirical quantile"
+            return self
+        if n <= MIN_TAIL:
+            self.value_, self.method_ = float(good.max()), "maximum"
             logger.warning(
-                "adaptive_threshold: every label is anomalous; taking the %s quantile of anomalous scores", q
+                "only %d good scores: too few to model the upper tail, so the threshold is their maximum; "
+                "its false-reject rate is known only to be at most %.2f (95%% confidence)",
+                n,
+                false_reject_bound(good, np.nextafter(good.max(), np.inf)),
             )
-        return QuantileThreshold(q=q).fit(arr)
-    return QuantileThreshold(q=q).fit(scores)
+            return self
+        self.value_, self.tail_, self.method_ = _tail_quantile(good, rate)
+        logger.warning(
+            "%d good scores cannot show a false-reject rate of %g (the empirical quantile needs %d or more): "
+            "the threshold is extrapolated from the top %d scores (%s)",
+            n,
+            rate,
+            math.ceil(MIN_EXCEEDANCES / rate),
+            self.tail_["n_tail"],
+            self.method_,
+        )
+        return self
+
+
+def _tail_quantile(good: np.ndarray, rate: float) -> tuple[float, dict[str, float], str]:
+    """(threshold, tail model, method) of a peaks-over-threshold fit to the largest good scores."""
+    from scipy.stats import genpareto
+
+    n = good.size
+    ordered = np.sort(good)
+    n_tail = min(n - 1, max(MIN_TAIL, math.ceil(0.2 * n)))
+    start = float(ordered[n - n_tail - 1])
+    excess = ordered[n - n_tail :] - start
+    if n_tail >= PARETO_TAIL and excess.max() > 0:
+        shape, _, scale = genpareto.fit(excess, floc=0)
+        if not SHAPE_RANGE[0] <= shape <= SHAPE_RANGE[1]:
+            shape = float(np.clip(shape, *SHAPE_RANGE))
+            _, _, scale = genpareto.fit(excess, fc=shape, floc=0)
+        method = "generalized Pareto tail"
+    else:
+        shape, scale, method = 0.0, float(excess.mean()), "exponential tail"
+    # P(score > start) is n_tail / n; the rate asked for is the tail's own 1 - rate * n / n_tail quantile.
+    exceed = rate * n / n_tail
+    value = start + (float(genpareto.ppf(1.0 - exceed, shape, loc=0, scale=scale)) if scale > 0 else 0.0)
+    tail = {"start": start, "n_tail": n_tail, "shape": float(shape), "scale": float(scale)}
+    return value, tail, method
+
+
+class RecallThreshold(Threshold):
+    """The highest threshold that still catches a share `recall` of the labelled defective images.
+
+    Args:
+        recall: the share of defective parts to reject, in (0, 1].
+
+    Attributes:
+        n_defective_: how many labelled defective scores it was fitted on.
+    """
+
+    kind = "recall"
+    _params = ("recall",)
+    _fitted = ("n_defective",)
+
+    def __init__(self, recall: float = 0.95) -> None:
+        self.recall = recall
+
+    def fit(self, scores: ArrayLike, labels: ArrayLike | None = None) -> Self:
+        """Set ``value_`` to the ceil(recall * n)-th largest defective score.
+
+        Raises:
+            ConfigError: recall outside (0, 1], or no labelled defective image.
+        """
+        recall = _check_rate(self.recall, "recall", upper=1.0)
+        arr = _as_scores(scores)
+        lab = None if labels is None else _as_labels(labels, arr.size)
+        if lab is None or not lab.any():
+            raise ConfigError(
+                "a recall target needs labelled defective images among the calibration images "
+                "(for example DIR/val/<defect type>/ next to DIR/val/good/); none were given"
+            )
+        defective = np.sort(arr[lab == 1])[::-1]
+        self.value_ = float(defective[math.ceil(recall * defective.size) - 1])
+        self.n_defective_ = int(defective.size)
+        return self
+
+
+def _check_rate(value: object, name: str, upper: float = 0.5) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{name} must be a number in (0, {upper:g}], got {value!r}")
+    if not 0 < float(value) <= upper:
+        raise ConfigError(f"{name} must be in (0, {upper:g}], got {value!r}")
+    return float(value)
+
+
+def _good_scores(scores: ArrayLike, labels: ArrayLike | None) -> np.ndarray:
+    arr = _as_scores(scores)
+    if labels is not None:
+        arr = arr[_as_labels(labels, arr.size) == 0]
+    if arr.size == 0:
+        raise ConfigError("a false-reject threshold needs good scores (label 0), got none")
+    return arr
+
+
+POLICIES: tuple[str, ...] = ("false_reject_rate", "recall", "quantile", "f1")
+
+
+class ThresholdPolicy:
+    """How a detector chooses its image and pixel thresholds: the operating point a line states.
+
+    Args:
+        policy: "false_reject_rate" (reject at most that share of good parts; the default), "recall"
+            (catch that share of the labelled defective calibration images), "quantile" (the quantile of
+            the good scores, without tail extrapolation) or "f1" (F1-optimal on labelled calibration images).
+        false_reject_rate, recall, quantile: the target of each policy.
+
+    The pixel threshold is F1-optimal when the calibration images carry defect masks; otherwise it is
+    the same rule applied to each good image's map maximum (the quantile for "quantile", the
+    false-reject rate for the others), so that about that share of good images shows any region.
+    """
+
+    def __init__(
+        self,
+        policy: str = "false_reject_rate",
+        false_reject_rate: float = 0.01,
+        recall: float = 0.95,
+        quantile: float = 0.99,
+    ) -> None:
+        self.policy = policy
+        self.false_reject_rate = false_reject_rate
+        self.recall = recall
+        self.quantile = quantile
+
+    def check(self) -> None:
+        """Raise ConfigError naming the setting that is out of range."""
+        if self.policy not in POLICIES:
+            raise ConfigError(f"threshold_policy must be one of {list(POLICIES)}, got {self.policy!r}")
+        _check_rate(self.false_reject_rate, "false_reject_rate")
+        _check_rate(self.recall, "recall", upper=1.0)
+        _check_rate(self.quantile, "threshold_quantile", upper=1.0)
+
+    def image_threshold(self, scores: ArrayLike, labels: ArrayLike) -> Threshold:
+        """The fitted image threshold for calibration scores with labels 0 (good) / 1 (defective)."""
+        self.check()
+        strategies: dict[str, Threshold] = {
+            "false_reject_rate": FalseRejectThreshold(self.false_reject_rate),
+            "recall": RecallThreshold(self.recall),
+            "quantile": QuantileThreshold(self.quantile),
+            "f1": F1Threshold(),
+        }
+        return strategies[self.policy].fit(scores, labels)
+
+    def pixel_threshold(
+        self, good_maxima: ArrayLike, pixels: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> Threshold:
+        """The fitted pixel threshold: F1-optimal on `pixels` = (map values, 0/1 mask values) when they hold
+        defective pixels, else from the good images' map maxima."""
+        self.check()
+        if pixels is not None and np.asarray(pixels[1]).any():
+            return F1Threshold().fit(pixels[0], np.asarray(pixels[1]).astype(int))
+        if self.policy == "quantile":
+            return QuantileThreshold(self.quantile).fit(good_maxima)
+        return FalseRejectThreshold(self.false_reject_rate).fit(good_maxima)

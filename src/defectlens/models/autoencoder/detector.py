@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ class Autoencoder(Detector):
         blur_sigma: Gaussian smoothing of the anomaly map in pixels.
         image_score: "max", "mean" or "topk" (mean of the `top_k` fraction of largest map pixels).
         top_k: fraction of pixels that "topk" averages, in (0, 1].
-        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`; `batch_size`
+        image_size, resize, batch_size and the calibration settings: see `Detector`; `batch_size`
             is also the training batch.
     """
 
@@ -82,20 +83,9 @@ class Autoencoder(Detector):
         top_k: float = 0.01,
         *,
         image_size: int = 128,
-        resize: str = "squash",
-        batch_size: int = 8,
-        threshold_quantile: float = 0.99,
-        seed: int = 0,
-        device: str = "auto",
+        **base: Any,
     ) -> None:
-        super().__init__(
-            image_size=image_size,
-            resize=resize,
-            batch_size=batch_size,
-            threshold_quantile=threshold_quantile,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(image_size=image_size, **base)
         self.loss = loss
         self.lamp = lamp
         self.optimizer = optimizer

@@ -60,7 +60,7 @@ class DcganDetector(Detector):
             64, 128 or 256 trains on random patches of that size cut from images resized to
             `image_size` (a multiple of it), and scores an image tile by tile.
         blur_sigma: Gaussian smoothing of the residual map in pixels.
-        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`; `batch_size`
+        image_size, resize, batch_size and the calibration settings: see `Detector`; `batch_size`
             is also the training batch.
     """
 
@@ -78,20 +78,10 @@ class DcganDetector(Detector):
         blur_sigma: float = 2.0,
         *,
         image_size: int = 64,
-        resize: str = "squash",
         batch_size: int = 32,
-        threshold_quantile: float = 0.99,
-        seed: int = 0,
-        device: str = "auto",
+        **base: Any,
     ) -> None:
-        super().__init__(
-            image_size=image_size,
-            resize=resize,
-            batch_size=batch_size,
-            threshold_quantile=threshold_quantile,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(image_size=image_size, batch_size=batch_size, **base)
         self.latent_dim = latent_dim
         self.width = width
         self.channels = channels
@@ -347,46 +337,13 @@ class AnoGAN(DcganDetector):
 
     def __init__(
         self,
-        latent_dim: int = 100,
-        width: int = 64,
-        channels: int = 3,
-        spectral_norm: bool = True,
-        g_lr: float = 1e-4,
-        d_lr: float = 4e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
-        max_epochs: int = 100,
-        patch_size: int | None = None,
-        blur_sigma: float = 2.0,
         search_steps: int = 100,
         search_lr: float = 0.05,
         lam: float = 0.1,
         search_candidates: int = 64,
-        *,
-        image_size: int = 64,
-        resize: str = "squash",
-        batch_size: int = 32,
-        threshold_quantile: float = 0.99,
-        seed: int = 0,
-        device: str = "auto",
+        **dcgan: Any,
     ) -> None:
-        super().__init__(
-            latent_dim,
-            width,
-            channels,
-            spectral_norm,
-            g_lr,
-            d_lr,
-            betas,
-            max_epochs,
-            patch_size,
-            blur_sigma,
-            image_size=image_size,
-            resize=resize,
-            batch_size=batch_size,
-            threshold_quantile=threshold_quantile,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**dcgan)
         self.search_steps = search_steps
         self.search_lr = search_lr
         self.lam = lam
@@ -453,46 +410,13 @@ class FAnoGAN(DcganDetector):
 
     def __init__(
         self,
-        latent_dim: int = 100,
-        width: int = 64,
-        channels: int = 3,
-        spectral_norm: bool = True,
-        g_lr: float = 1e-4,
-        d_lr: float = 4e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
-        max_epochs: int = 100,
-        patch_size: int | None = None,
-        blur_sigma: float = 2.0,
         encoder_epochs: int = 50,
         encoder_lr: float = 1e-4,
         encoder_patience: int | None = 10,
         kappa: float = 1.0,
-        *,
-        image_size: int = 64,
-        resize: str = "squash",
-        batch_size: int = 32,
-        threshold_quantile: float = 0.99,
-        seed: int = 0,
-        device: str = "auto",
+        **dcgan: Any,
     ) -> None:
-        super().__init__(
-            latent_dim,
-            width,
-            channels,
-            spectral_norm,
-            g_lr,
-            d_lr,
-            betas,
-            max_epochs,
-            patch_size,
-            blur_sigma,
-            image_size=image_size,
-            resize=resize,
-            batch_size=batch_size,
-            threshold_quantile=threshold_quantile,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**dcgan)
         self.encoder_epochs = encoder_epochs
         self.encoder_lr = encoder_lr
         self.encoder_patience = encoder_patience

@@ -46,11 +46,16 @@ class PadimModel(nn.Module):
         return torch.cat(features, dim=1).index_select(1, self.channels)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = self.embed(images)
+        return self.score_embedding(self.embed(images), images.shape[-2:])
+
+    def score_embedding(
+        self, embedding: torch.Tensor, size: tuple[int, int] | torch.Size
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image scores (B,) and Mahalanobis maps (B, *size) of embeddings (B, C, h, w) from `embed`."""
         batch, channels, height, width = embedding.shape
         # (P, B, C), contiguous: bmm on the permuted view was 7x slower here
         delta = (embedding.reshape(batch, channels, -1).permute(2, 0, 1) - self.mean[:, None]).contiguous()
         squared = (torch.bmm(delta, self.inv_covariance) * delta).sum(-1)  # (P, B)
         distances = squared.clamp_min(0).sqrt().T.reshape(batch, height, width)
-        maps = upsample_and_blur(distances, images.shape[-2:], self.blur_sigma)
+        maps = upsample_and_blur(distances, size, self.blur_sigma)
         return maps.amax(dim=(1, 2)), maps

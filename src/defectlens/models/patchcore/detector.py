@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
 from defectlens.errors import ConfigError
-from defectlens.models.base import Detector, FitContext, progress_bar
+from defectlens.models.base import FitContext
+from defectlens.models.cross_fit import CrossFitDetector
 from defectlens.models.patchcore.ivf import require_faiss
 from defectlens.models.patchcore.sampler import KCenterGreedy
 from defectlens.models.patchcore.torch_model import PatchCoreModel
@@ -24,7 +26,7 @@ SEARCHES = ("exact", "ivf")
 
 
 @register("patchcore")
-class PatchCore(Detector):
+class PatchCore(CrossFitDetector):
     """Nearest-neighbour distance of each patch to a coreset of good patches.
 
     Args:
@@ -47,7 +49,8 @@ class PatchCore(Detector):
         resize: "pad" by default: nearest-neighbour scores do not depend on position, and on the elongated
             MTD tiles keeping the aspect ratio measured pixel AUROC 0.857 against 0.835 squashed
             (image AUROC 0.966 vs 0.967; docs/benchmarks.md).
-        image_size, batch_size, threshold_quantile, seed, device: see `Detector`.
+        calibration_folds: see `CrossFitDetector`; image_size, batch_size and the other shared settings:
+            see `Detector`.
     """
 
     def __init__(
@@ -64,21 +67,10 @@ class PatchCore(Detector):
         ivf_cells: int = 1024,
         ivf_probes: int = 16,
         *,
-        image_size: int = 256,
         resize: str = "pad",
-        batch_size: int = 8,
-        threshold_quantile: float = 0.99,
-        seed: int = 0,
-        device: str = "auto",
+        **base: Any,
     ) -> None:
-        super().__init__(
-            image_size=image_size,
-            resize=resize,
-            batch_size=batch_size,
-            threshold_quantile=threshold_quantile,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(resize=resize, **base)
         self.backbone = backbone
         self.layers = layers
         self.weights = weights
@@ -137,18 +129,19 @@ class PatchCore(Detector):
         module.search = "exact"  # a graph cannot hold the faiss index
         return module
 
-    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
-        module = self._module(True, torch.empty(0)).to(context.device)
-        features = self._patch_features(module, train, context)
-        self.n_patches_ = len(features)
+    def _new_module(self, context: FitContext) -> PatchCoreModel:
+        return self._module(True, torch.empty(0)).to(context.device)
+
+    def _fit_state(self, embeddings: torch.Tensor, context: FitContext) -> dict[str, torch.Tensor]:
+        features = self._patches(embeddings)
         coreset = self._sampler().select(features, progress=context.progress)
-        module.memory_bank = features[coreset].contiguous().to(context.device)
         logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
-        return module
+        return {"memory_bank": features[coreset].contiguous()}
 
     def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
         """New good images join the memory bank through their own coreset at the same ratio."""
-        features = self._patch_features(self.module_, good, context)
+        embeddings, _, _ = self._embeddings(self.module_, good, context)
+        features = self._patches(embeddings)
         coreset = self._sampler().select(features, progress=context.progress)
         bank = self.module_.memory_bank
         self.module_.memory_bank = torch.cat([bank, features[coreset].to(bank)]).contiguous()
@@ -156,14 +149,9 @@ class PatchCore(Detector):
         return True
 
     @staticmethod
-    def _patch_features(module: PatchCoreModel, data: DataLoader, context: FitContext) -> torch.Tensor:
-        with torch.inference_mode():
-            return torch.cat(
-                [
-                    module.embed(batch.images.to(context.device)).permute(0, 2, 3, 1).flatten(0, 2).cpu()
-                    for batch in progress_bar(data, context.progress, "features")
-                ]
-            )
+    def _patches(embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, D, h, w) embeddings -> (N * h * w, D) patch features."""
+        return embeddings.permute(0, 2, 3, 1).flatten(0, 2)
 
     def _shaped_module(self, n_train_images: int) -> nn.Module:
         module = self._module(False, torch.empty(0))

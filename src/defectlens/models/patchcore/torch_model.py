@@ -105,12 +105,17 @@ class PatchCoreModel(nn.Module):
         return self._ivf[1].last_flops if self.search == "ivf" and self._ivf is not None else 0.0
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = self.embed(images)
+        return self.score_embedding(self.embed(images), images.shape[-2:])
+
+    def score_embedding(
+        self, embedding: torch.Tensor, size: tuple[int, int] | torch.Size
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image scores (B,) and anomaly maps (B, *size) of patch features (B, D, h, w) from `embed`."""
         batch, dim, height, width = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(batch, height * width, dim)
         distances = self.nearest_distances(patches)
         scores = self.reweighted_scores(patches, distances)
-        maps = upsample_and_blur(distances.view(batch, height, width), images.shape[-2:], self.blur_sigma)
+        maps = upsample_and_blur(distances.view(batch, height, width), size, self.blur_sigma)
         return scores, maps
 
     def reweighted_scores(self, patches: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,7 +66,7 @@ class Stfpm(Detector):
         flips: augmentation of the training images: each is mirrored along each named axis
             ("horizontal", "vertical") with probability 1/2 per epoch, for parts whose good look does not
             depend on orientation; the teacher's targets are then computed per batch instead of cached.
-        image_size, resize, batch_size, threshold_quantile, seed, device: see `Detector`; `batch_size`
+        image_size, resize, batch_size and the calibration settings: see `Detector`; `batch_size`
             is also the training batch.
     """
 
@@ -83,22 +84,9 @@ class Stfpm(Detector):
         map_combination: str = "product",
         blur_sigma: float = 4.0,
         flips: tuple[str, ...] = (),
-        *,
-        image_size: int = 256,
-        resize: str = "squash",
-        batch_size: int = 8,
-        threshold_quantile: float = 0.99,
-        seed: int = 0,
-        device: str = "auto",
+        **base: Any,
     ) -> None:
-        super().__init__(
-            image_size=image_size,
-            resize=resize,
-            batch_size=batch_size,
-            threshold_quantile=threshold_quantile,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**base)
         self.backbone = backbone
         self.layers = layers
         self.weights = weights
