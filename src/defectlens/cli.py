@@ -37,6 +37,28 @@ def _data_spec(
     return DataSpec.folder(good, abnormal or [], masks, seed=seed)
 
 
+def _operating_point_line(point: dict[str, Any]) -> str:
+    """One sentence a quality engineer reads: the policy, how sure the threshold is, what it did."""
+    targets = {"false_reject_rate": "rate", "recall": "recall", "quantile": "q"}
+    key = targets.get(point["policy"])
+    target = f" {point[key]:g}" if key in point else ""
+    line = (
+        f"threshold {point['threshold']:.4g} ({point['policy']}{target}; {point['method']} on "
+        f"{point['n_good']} good scores, {point['scores_from']}): false-reject rate <= "
+        f"{point['guaranteed_false_reject_rate']:.2%} at {point['confidence']:.0%} confidence"
+    )
+    if "calibration_recall" in point:
+        n_defective = point["n_defective"]
+        line += f"; recall {point['calibration_recall']:.2%} on {n_defective} defective calibration images"
+    if "test_false_reject_rate" in point:
+        line += (
+            f"\non the test set it rejects {point['test_false_reject_rate']:.2%} of good parts and catches "
+            f"{point['test_recall']:.2%} of defective ones; recall at fixed false-reject rates: "
+            + ", ".join(f"{float(r):.1%} -> {v:.3f}" for r, v in point["recall_at_false_reject_rate"].items())
+        )
+    return line
+
+
 def _show_metrics(result: dict[str, Any], title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
@@ -59,6 +81,10 @@ def _show_metrics(result: dict[str, Any], title: str) -> None:
         console.print(f"[yellow]note:[/] {result['pixel_note']}")
     if result.get("per_defect_type_auroc"):
         console.print("image AUROC per defect type: " + json.dumps(result["per_defect_type_auroc"]))
+    if result.get("operating_point"):
+        point = result["operating_point"]
+        console.print("operating point: " + _operating_point_line(point))
+        console.print("recall per defect type at it: " + json.dumps(point["test_recall_per_defect_type"]))
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Detector name; see `defectlens models`.")]
@@ -103,6 +129,21 @@ def train_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the validation split and the model.")] = 0,
     device: Annotated[str | None, typer.Option(help="'auto', 'cpu' or 'cuda'.")] = None,
+    false_reject_rate: Annotated[
+        float | None,
+        typer.Option(help="Share of good parts the line may reject (the default policy, 0.01)."),
+    ] = None,
+    recall: Annotated[
+        float | None,
+        typer.Option(help="Share of defective parts to catch; needs labelled defects in DIR/val/<type>/."),
+    ] = None,
+    threshold_policy: Annotated[
+        str | None,
+        typer.Option(help="false_reject_rate (default), recall, quantile or f1 (see `defectlens models`)."),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="A fixed raw image threshold instead of a calibrated one.")
+    ] = None,
     settings: SetOpt = None,
     config: Annotated[Path | None, typer.Option(help="JSON file of model settings (a run's params).")] = None,
     force: ForceOpt = False,
@@ -121,6 +162,8 @@ def train_command(
         defectlens train -m padim --good ok/ --abnormal scratch/ --out runs/mine --set n_features=80
 
         defectlens train -m stfpm --data ../shared/data/mtd/magnetic_tile --out runs/st --resume
+
+        defectlens train --data parts/ --out runs/parts --false-reject-rate 0.005
     """
     setup_logging(verbose)
 
@@ -128,6 +171,7 @@ def train_command(
         from defectlens.engine.train import train
 
         params = parse_settings(settings, config)
+        params.update(_policy_settings(false_reject_rate, recall, threshold_policy))
         common = {
             "image_size": image_size,
             "resize": resize,
@@ -139,13 +183,31 @@ def train_command(
         if weights is not None:
             params["weights"] = str(weights.resolve())
         spec = _data_spec(data, good, abnormal, masks, seed)
-        result = train(model, spec, out, params, force=force, resume=resume)
+        result = train(model, spec, out, params, force=force, resume=resume, threshold=threshold)
         console.print(
             f"fitted [bold]{model}[/] in {result.info.fit_seconds:.1f} s on {result.info.n_train} images"
+        )
+        console.print(
+            "operating point: " + _operating_point_line(result.detector.calibration_.operating_point())
         )
         console.print(f"run folder: {result.run}   next: defectlens test --run {result.run}")
 
     run_job(job)
+
+
+def _policy_settings(
+    false_reject_rate: float | None, recall: float | None, policy: str | None
+) -> dict[str, Any]:
+    """Model settings for the operating-point options; a rate or recall implies its policy."""
+    if false_reject_rate is not None and recall is not None:
+        raise ConfigError("give one of --false-reject-rate or --recall: each sets the operating point")
+    implied = (
+        "false_reject_rate" if false_reject_rate is not None else "recall" if recall is not None else None
+    )
+    if policy is not None and implied is not None and policy != implied:
+        raise ConfigError(f"--threshold-policy {policy} contradicts --{implied.replace('_', '-')}")
+    values = {"threshold_policy": policy or implied, "false_reject_rate": false_reject_rate, "recall": recall}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 @app.command("test")
@@ -519,6 +581,12 @@ def demo_command(
     run_job(job)
 
 
+CALIBRATION_SCORES = {
+    "out-of-fold": "every good training image scored out of fold (k models fitted on cached features)",
+    "held-out": "good images held out of training (10 %, or the DIR/val/ folder)",
+}
+
+
 @app.command("models")
 def models_command() -> None:
     """List the detectors and their settings with defaults.
@@ -532,6 +600,7 @@ def models_command() -> None:
     for name in list_detectors():
         cls = detector_class(name)
         console.print(f"[bold]{name}[/]: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        console.print(f"    calibration: {CALIBRATION_SCORES[cls.calibration_scores]}")
         for key, default in cls().get_params().items():  # constructors only store, so this is the defaults
             console.print(f"    {key} = {default!r}")
 

@@ -19,7 +19,16 @@ from sklearn.metrics import f1_score, precision_recall_curve, roc_auc_score
 
 from defectlens.errors import ConfigError
 
-__all__ = ["image_auroc", "f1_max", "f1_at", "pixel_auroc", "aupro", "evaluate"]
+__all__ = [
+    "aupro",
+    "evaluate",
+    "f1_at",
+    "f1_max",
+    "image_auroc",
+    "pixel_auroc",
+    "rates_at",
+    "recall_at_false_reject_rate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +218,30 @@ def f1_at(labels: ArrayLike, scores: ArrayLike, threshold: float) -> float:
 
 
 # ------------------------------------------------------------------------------------------- pixel
+def rates_at(labels: ArrayLike, scores: ArrayLike, threshold: float) -> tuple[float, float]:
+    """(false-reject rate, recall) at a threshold: the share of good (label 0) and of anomalous (label 1)
+    images with ``score >= threshold``."""
+    y, s = _check_image_inputs("rates_at", labels, scores)
+    t = _check_threshold("rates_at", threshold)
+    rejected = s >= t
+    return float(rejected[y == 0].mean()), float(rejected[y == 1].mean())
+
+
+def recall_at_false_reject_rate(labels: ArrayLike, scores: ArrayLike, rate: float) -> float:
+    """The recall of the lowest threshold that rejects at most a share `rate` of the good images.
+
+    With n good images, at most floor(rate * n) of them may score at or above the threshold, so it sits
+    just above the (floor(rate * n) + 1)-th highest good score: recall is the share of anomalous images
+    scoring strictly above that good score.
+    """
+    y, s = _check_image_inputs("recall_at_false_reject_rate", labels, scores)
+    if not 0 <= rate < 1:
+        raise ConfigError(f"recall_at_false_reject_rate: rate must be in [0, 1), got {rate!r}")
+    good = np.sort(s[y == 0])[::-1]
+    allowed = int(np.floor(rate * good.size + 1e-9))
+    return float((s[y == 1] > good[allowed]).mean())
+
+
 def _pixel_auroc_flat(fname: str, scores: np.ndarray, defect: np.ndarray) -> float:
     n_def = int(np.count_nonzero(defect))
     if n_def == 0 or n_def == defect.size:

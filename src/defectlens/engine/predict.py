@@ -19,7 +19,7 @@ from defectlens.engine.runs import CHECKPOINT, prepare_output, unique_stem
 from defectlens.errors import CheckpointError
 from defectlens.inference.artifact import MANIFEST
 from defectlens.post.prediction import Prediction
-from defectlens.post.tasks import check_task, detect, segment
+from defectlens.post.tasks import Box, Regions, check_task, regions
 from defectlens.reports.figures import overlay, save_image
 
 logger = logging.getLogger(__name__)
@@ -103,32 +103,45 @@ def predict_images(
 
 def describe(
     name: str, prediction: Prediction, i: int, task: str, min_area: int = 16
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None, np.ndarray | None]:
+) -> tuple[dict[str, Any], np.ndarray, Regions]:
     """The predictions.jsonl object of image `i` (without file references), its heatmap in original
-    pixels, and its predicted mask (segmentation) or boxes (detection); the service returns the same."""
+    pixels, and its regions; the service returns the same.
+
+    The image label is the one decision: `mask` (segmentation) and `boxes` (detection) are drawn on
+    images judged anomalous only. On an image judged normal, regions above the pixel threshold are listed
+    under `below_image_threshold`, never as defects.
+    """
     heat = prediction.geometries[i].to_original(prediction.anomaly_map[i])
+    anomalous = bool(prediction.label[i])
+    found = regions(heat, anomalous, min_area)
     entry: dict[str, Any] = {
         "path": name,
         "score": round(float(prediction.score[i]), 6),
-        "label": "anomalous" if prediction.label[i] else "normal",
+        "label": "anomalous" if anomalous else "normal",
         "raw_score": float(prediction.raw_score[i]),
         "task": task,
     }
-    mask = boxes = None
-    if task == "segmentation":
-        mask = segment(heat)
-    elif task == "detection":
-        boxes = detect(heat, min_area)
-        entry["boxes"] = [
-            [int(x0), int(y0), int(x1), int(y1), round(float(s), 6)] for x0, y0, x1, y1, s in boxes
-        ]
-    return entry, heat, mask, boxes
+    if task == "detection":
+        entry["boxes"] = _box_list(found.boxes)
+    if found.below_image_threshold:
+        entry["below_image_threshold"] = _box_list(found.below_image_threshold)
+    return entry, heat, found
+
+
+def _box_list(boxes: list[Box]) -> list[list[float]]:
+    return [[int(x0), int(y0), int(x1), int(y1), round(float(s), 6)] for x0, y0, x1, y1, s in boxes]
+
+
+def drawn(found: Regions, task: str) -> tuple[np.ndarray | None, list[Box] | None]:
+    """What an overlay draws for `task`: the mask for segmentation, the boxes for detection."""
+    return (found.mask if task == "segmentation" else None), (found.boxes if task == "detection" else None)
 
 
 def _write_entry(
     path: Path, prediction: Prediction, i: int, task: str, min_area: int, out: Path, name: str
 ) -> dict:
-    entry, heat, mask, boxes = describe(str(path), prediction, i, task, min_area)
+    entry, heat, found = describe(str(path), prediction, i, task, min_area)
+    mask, boxes = drawn(found, task)
     if mask is not None:
         entry["mask"] = str(save_image(mask, out / "masks" / f"{name}.png").relative_to(out))
     picture = overlay(read_image(path), heat, pred_mask=mask, boxes=boxes)

@@ -28,10 +28,13 @@ from defectlens.engine.runs import (
 )
 from defectlens.errors import ConfigError, DataError
 from defectlens.models import Detector, Prediction, load
-from defectlens.post.tasks import detect
-from defectlens.reports import panel, save_image, save_roc_curve, save_score_histogram
+from defectlens.post.tasks import regions
+from defectlens.reports import panel, save_image, save_operating_curve, save_roc_curve, save_score_histogram
 
 logger = logging.getLogger(__name__)
+
+
+FIXED_RATES = (0.001, 0.01, 0.05)  # false-reject rates the recall is reported at
 
 
 @dataclass
@@ -53,6 +56,26 @@ class Scored:
         """All metrics; pixel metrics only when every image has a mask."""
         pixels = (self.masks, self.maps) if self.has_pixels else (None, None)
         return metrics.evaluate(self.labels, self.raw_scores, threshold, *pixels)
+
+    def at_threshold(self, threshold: float) -> dict[str, Any]:
+        """False-reject rate and recall at a raw threshold, overall and per defect type, and the recall
+        the test set shows at fixed false-reject rates."""
+        false_reject, recall = metrics.rates_at(self.labels, self.raw_scores, threshold)
+        types = np.array(self.defect_types)
+        per_type = {
+            t: round(float((self.raw_scores[types == t] >= threshold).mean()), 4)
+            for t in sorted(set(self.defect_types))
+            if self.labels[types == t][0] == 1
+        }
+        return {
+            "test_false_reject_rate": round(false_reject, 4),
+            "test_recall": round(recall, 4),
+            "test_recall_per_defect_type": per_type,
+            "recall_at_false_reject_rate": {
+                str(rate): round(metrics.recall_at_false_reject_rate(self.labels, self.raw_scores, rate), 4)
+                for rate in FIXED_RATES
+            },
+        }
 
     def per_type_auroc(self) -> dict[str, float]:
         """Image AUROC of each defect type against all good images."""
@@ -96,9 +119,12 @@ def write_panel(path: Path, record: Record, prediction: Prediction, index: int, 
     geometry = prediction.geometries[index]
     heat = geometry.to_original(prediction.anomaly_map[index])
     gt = read_mask(record.mask_path) if record.mask_path else None
+    found = regions(heat, bool(prediction.label[index]), min_area)
     verdict = "ANOMALOUS" if prediction.label[index] else "normal"
+    if found.below_image_threshold:
+        verdict += f" ({len(found.below_image_threshold)} region(s) below the image threshold)"
     title = f"{record.defect_type}  score {prediction.score[index]:.3f}  {verdict}"
-    save_image(panel(image, heat, heat >= 0.5, gt, detect(heat, min_area), title=title), path)
+    save_image(panel(image, heat, found.mask, gt, found.boxes, title=title), path)
 
 
 def evaluate_run(
@@ -152,23 +178,30 @@ def evaluate_run(
     start = time.perf_counter()
     scored = score_records(detector, test, on_image, progress)
     elapsed = time.perf_counter() - start - report_seconds  # decoding, model and post-processing
-    result = scored.evaluate(detector.calibration_.threshold.value_)
+    calibration = detector.calibration_
+    threshold = calibration.image_threshold
+    result = scored.evaluate(threshold)
+    result["operating_point"] = {**calibration.operating_point(), **scored.at_threshold(threshold)}
     if not scored.has_pixels:
         result["pixel_note"] = "not every anomalous test image has a ground-truth mask: pixel metrics skipped"
     raw_scores, labels = scored.raw_scores, scored.labels
     result["per_defect_type_auroc"] = scored.per_type_auroc()
     result["images_per_second"] = round(len(test) / elapsed, 2)
-    result["pixel_threshold"] = detector.calibration_.pixel_threshold.value_
+    result["pixel_threshold"] = calibration.pixel_threshold.value_
     result["data"] = spec.describe()
     write_json(run / METRICS, result)
     (run / TEST_PREDICTIONS).write_text("".join(json.dumps(entry) + "\n" for entry in per_image))
     if report_dir is not None:
         save_roc_curve(labels, raw_scores, report_dir / "roc.png", title=f"{info.model}: image ROC")
         save_score_histogram(
+            labels, raw_scores, threshold, report_dir / "histogram.png", title=f"{info.model}: scores"
+        )
+        save_operating_curve(
             labels,
             raw_scores,
-            detector.calibration_.threshold.value_,
-            report_dir / "histogram.png",
-            title=f"{info.model}: scores",
+            threshold,
+            report_dir / "operating_point.png",
+            target_rate=result["operating_point"].get("rate"),
+            title=f"{info.model}: recall against false-reject rate",
         )
     return result

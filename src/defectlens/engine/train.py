@@ -58,11 +58,13 @@ def train(
     force: bool = False,
     progress: bool = True,
     resume: bool = False,
+    threshold: float | None = None,
 ) -> TrainResult:
     """Fit `model` on the training split of `data`; write `model.pt` and `run.json` to `out`.
 
     Models that train for epochs keep their state in `out/training/` after each epoch; `resume=True`
-    continues an interrupted run from there (with the same model, settings and data).
+    continues an interrupted run from there (with the same model, settings and data). `threshold` fixes
+    the raw image threshold instead of the calibrated one.
 
     Raises:
         ConfigError: `out` exists and is not empty (without `force` or `resume`), or a setting is invalid.
@@ -80,6 +82,8 @@ def train(
     start = time.perf_counter()
     detector.fit(splits, progress=progress, work_dir=run / TRAINING_DIR, resume=resume)
     fit_seconds = time.perf_counter() - start
+    if threshold is not None:
+        detector.set_threshold(image=threshold)
     detector.save(run / CHECKPOINT, force=resume)
     info = RunInfo(
         model=model,

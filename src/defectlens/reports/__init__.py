@@ -5,8 +5,17 @@ from defectlens.reports.figures import (
     overlay,
     panel,
     save_image,
+    save_operating_curve,
     save_roc_curve,
     save_score_histogram,
 )
 
-__all__ = ["encode_png", "overlay", "panel", "save_image", "save_roc_curve", "save_score_histogram"]
+__all__ = [
+    "encode_png",
+    "overlay",
+    "panel",
+    "save_image",
+    "save_operating_curve",
+    "save_roc_curve",
+    "save_score_histogram",
+]

@@ -236,6 +236,68 @@ def save_roc_curve(labels: ArrayLike, scores: ArrayLike, path: str | Path, title
     return p
 
 
+def save_operating_curve(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    threshold: float,
+    path: str | Path,
+    target_rate: float | None = None,
+    title: str = "",
+) -> Path:
+    """Write recall against false-reject rate (log axis) with the operating point marked.
+
+    Args:
+        labels: 0 (good) / 1 (defective), one per score.
+        scores: raw anomaly scores.
+        threshold: the raw operating threshold; the point shows its false-reject rate and recall.
+        path: output file (PNG when it has no suffix).
+        target_rate: the false-reject rate the threshold was set for, drawn as a vertical line.
+        title: figure title.
+
+    Raises:
+        ConfigError: labels without both classes.
+    """
+    from sklearn.metrics import roc_curve
+
+    lab, sc = _binary_inputs(labels, scores)
+    n_bad = int(lab.sum())
+    if n_bad == 0 or n_bad == lab.size:
+        raise ConfigError(
+            "a recall / false-reject curve needs good (0) and defective (1) labels, "
+            f"got {lab.size - n_bad} good and {n_bad} defective"
+        )
+    false_reject, recall, _ = roc_curve(lab, sc)
+    rejected = sc >= threshold
+    point = (float(rejected[lab == 0].mean()), float(rejected[lab == 1].mean()))
+    floor = 0.5 / (lab.size - n_bad)  # where a rate of 0 is drawn on the log axis
+    p = _prepare_path(path)
+    fig = _new_figure((5.5, 4.5))
+    ax = fig.add_subplot()
+    ax.step(
+        np.maximum(false_reject, floor), recall, where="post", color="tab:blue", lw=2, label="test images"
+    )
+    if target_rate is not None:
+        ax.axvline(
+            target_rate, color="grey", ls="--", lw=1, label=f"target false-reject rate {target_rate:g}"
+        )
+    ax.plot(
+        max(point[0], floor),
+        point[1],
+        "o",
+        color="tab:red",
+        ms=8,
+        label=f"operating point: rejects {point[0]:.1%} good, {point[1]:.1%} defective",
+    )
+    ax.set_xscale("log")
+    ax.set(xlim=(floor, 1), ylim=(0, 1.01), xlabel="False-reject rate (good parts rejected)")
+    ax.set_ylabel("Recall (defective parts caught)")
+    ax.set_title(title or "Recall against false-reject rate")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.savefig(p, format=None if p.suffix else "png")
+    return p
+
+
 def save_score_histogram(
     labels: ArrayLike, scores: ArrayLike, threshold: float, path: str | Path, title: str = ""
 ) -> Path:

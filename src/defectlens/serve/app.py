@@ -28,12 +28,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from defectlens import __version__
 from defectlens.data.io import as_rgb, decode_image
-from defectlens.engine.predict import describe, open_scorer
+from defectlens.engine.predict import describe, drawn, open_scorer
 from defectlens.engine.runs import CHECKPOINT
 from defectlens.errors import DataError, ImageTooLarge
 from defectlens.inference.artifact import MANIFEST, sha256
 from defectlens.post.prediction import Prediction
-from defectlens.post.tasks import TASKS, segment
+from defectlens.post.tasks import TASKS
 from defectlens.reports.figures import encode_png, overlay
 from defectlens.serve.batching import MicroBatcher, ServiceBusy
 from defectlens.serve.review import ReviewSource, review_router
@@ -186,7 +186,9 @@ def create_app(
         description=(
             "Returns {'predictions': [...]}, one predictions.jsonl object per image: path (the upload's "
             "file name), score (normalised, threshold at 0.5), label, raw_score, task, boxes "
-            "([x0, y0, x1, y1, score] in original pixels, for task=detection). include=mask,overlay adds "
+            "([x0, y0, x1, y1, score] in original pixels, for task=detection, on anomalous images only; "
+            "a normal image lists regions over the pixel threshold as below_image_threshold). "
+            "include=mask,overlay adds "
             "base64 PNGs. Images may be PNG, JPEG, BMP, TIFF, or .npy arrays (H, W[, 1|3|4])."
         ),
     )
@@ -208,10 +210,10 @@ def create_app(
             raise ApiError(503, f"busy: {error}; retry shortly", {"Retry-After": "1"}) from error
         predictions = []
         for (name, _, _), image, (prediction, index) in zip(uploads, images, results, strict=True):
-            entry, heat, mask, boxes = describe(name, prediction, index, task, min_area)
+            entry, heat, found = describe(name, prediction, index, task, min_area)
+            mask, boxes = drawn(found, task)
             if "mask" in wanted:
-                mask = segment(heat) if mask is None else mask
-                entry["mask_png"] = base64.b64encode(encode_png(mask)).decode()
+                entry["mask_png"] = base64.b64encode(encode_png(found.mask)).decode()
             if "overlay" in wanted:
                 picture = overlay(image, heat, pred_mask=mask, boxes=boxes)
                 entry["overlay_png"] = base64.b64encode(encode_png(picture)).decode()
