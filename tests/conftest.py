@@ -34,6 +34,12 @@ def with_scratch(image: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
+def make_texture():
+    """The `texture` generator, for tests that build their own image lists."""
+    return texture
+
+
+@pytest.fixture(scope="session")
 def tiny_mvtec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train/good 16, test/good 4, test/scratch 4 with masks; non-square 72x96 images."""
     root = tmp_path_factory.mktemp("tiny_mvtec")

@@ -9,7 +9,6 @@ from defectlens.post.threshold import (
     FixedThreshold,
     QuantileThreshold,
     Threshold,
-    adaptive_threshold,
 )
 
 # Hand-computed: t=0.3 flags {0.3, 0.4, 0.5, 0.6}: tp=3, fp=1, fn=0 -> F1 = 6/7, the best of all cuts
@@ -85,27 +84,6 @@ def test_f1_rejects_non_binary_labels():
         F1Threshold().fit(SCORES, [0, 1, 2, 0, 1, 1])
 
 
-def test_adaptive_uses_f1_with_both_labels():
-    t = adaptive_threshold(SCORES, LABELS)
-    assert isinstance(t, F1Threshold)
-    assert t.value_ == pytest.approx(0.3)
-
-
-@pytest.mark.parametrize("labels", [None, np.zeros(101, int)])
-def test_adaptive_falls_back_to_quantile(labels):
-    t = adaptive_threshold(np.arange(101), labels, q=0.99)
-    assert isinstance(t, QuantileThreshold)
-    assert t.q == 0.99
-    assert t.value_ == 99.0
-
-
-def test_adaptive_all_anomalous_warns(caplog):
-    with caplog.at_level("WARNING"):
-        t = adaptive_threshold(np.arange(101), np.ones(101, int), q=0.5)
-    assert isinstance(t, QuantileThreshold) and t.value_ == 50.0
-    assert "anomalous" in caplog.text
-
-
 @pytest.mark.parametrize(
     "threshold",
     [FixedThreshold(1.5).fit(), QuantileThreshold(0.9).fit(np.arange(11)), F1Threshold().fit(SCORES, LABELS)],
@@ -128,7 +106,10 @@ def test_dict_shapes():
 
 
 def test_from_dict_errors():
-    with pytest.raises(ConfigError, match=r"kind must be one of \['f1', 'fixed', 'quantile'\], got 'otsu'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"kind must be one of \['f1', 'false_reject_rate', 'fixed', 'quantile', 'recall'\], got 'otsu'",
+    ):
         Threshold.from_dict({"kind": "otsu", "value": 1.0})
     with pytest.raises(ConfigError, match="'kind'"):
         Threshold.from_dict({"value": 1.0})

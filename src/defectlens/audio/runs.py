@@ -1,8 +1,8 @@
 """Audio run folders: train a detector on normal clips, test it on labelled clips, predict new clips.
 
 A run folder holds `model.pt` (the one-file checkpoint), `config.json` (model, params, data, feature
-settings, threshold, training history), `training/` (resume state), `features/` (the default feature
-cache), and after `test_run`
+settings, threshold and operating point, training history), `training/` (resume state), `features/`
+(the default feature cache), and after `test_run`
 `metrics.json`, `scores.csv` and `report/` (score histogram, one spectrogram-and-score picture per
 highest-scoring clip).
 """
@@ -117,6 +117,7 @@ def train_run(
         },
         "features": asdict(detector.feature_settings),
         "threshold": detector.threshold_,
+        "operating_point": detector.operating_point(),
         "fit_seconds": round(detector.fit_seconds_, 2),
         "history": detector.history_,
         "defectlens_version": __version__,
@@ -184,8 +185,8 @@ def test_run(
         progress: show progress bars.
 
     Returns:
-        The metrics: `selected_score`, `threshold`, `n_clips`, `n_anomalous` and `scores`, name ->
-        `audio_auc_pauc` result.
+        The metrics: `selected_score`, `threshold`, `operating_point`, `n_clips`, `n_anomalous` and
+        `scores`, name -> `audio_auc_pauc` result.
 
     Raises:
         CheckpointError: `run` is not an audio run folder.
@@ -219,6 +220,7 @@ def test_run(
     metrics = {
         "selected_score": detector.score,
         "threshold": detector.threshold_,
+        "operating_point": detector.operating_point(),
         "n_clips": len(clips),
         "n_anomalous": int(labels.sum()),
         "data": str(root.resolve()),

@@ -1,8 +1,9 @@
 """Fold a reviewer's marks back into a run: more good images, a threshold set with the marked defects.
 
-Images marked "actually good" join the training data (PatchCore: its memory bank grows, no full refit);
-the image threshold is recalibrated on the validation images plus the images marked "actually
-defective" (so it becomes the F1-optimal one). Before/after metrics are computed on the test images
+Images marked "actually good" join the training data (PatchCore: its memory bank grows, no full refit).
+The images marked "actually defective" join the calibration: they decide the threshold under the
+"recall" and "f1" policies and add to the recall the operating point reports; the good calibration
+scores are the out-of-fold ones kept from fitting, or the held-out validation images scored again. Before/after metrics are computed on the test images
 that were not marked, so the marked images never grade their own correction. The previous checkpoint is
 kept next to the new one.
 """
@@ -58,7 +59,12 @@ def refit_with_feedback(run: str | Path, progress: bool = True) -> dict[str, Any
     shutil.copy2(run / CHECKPOINT, backup)
     if good:
         detector.extend(good, train=splits.train, progress=progress)
-    detector.calibrate(list(splits.val) + defective, progress=progress)
+    # Out-of-fold models trained on the carved val images too: their kept out-of-fold scores stay valid.
+    out_of_fold = detector.calibration_scores == "out-of-fold" and splits.val_carved
+    if not out_of_fold:
+        detector.calibrate(list(splits.val) + defective, progress=progress)
+    elif defective:
+        detector.calibrate(defective, progress=progress, keep_good=True)
     after = _metrics(detector, unmarked_test)
     detector.save(run / CHECKPOINT, force=True)
     entry = {
@@ -78,5 +84,5 @@ def refit_with_feedback(run: str | Path, progress: bool = True) -> dict[str, Any
 def _metrics(detector: Detector, records: list[Record]) -> dict[str, Any] | None:
     if not records or len({r.label for r in records}) < 2:
         return None  # AUROC needs good and defective test images
-    result = score_records(detector, records).evaluate(detector.calibration_.threshold.value_)
+    result = score_records(detector, records).evaluate(detector.calibration_.image_threshold)
     return {key: result.get(key) for key in REPORTED}

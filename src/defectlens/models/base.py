@@ -363,12 +363,12 @@ class Detector(ABC):
             if isinstance(val, DataLoader)
             else loader(as_dataset(val, self.input_resize), self.batch_size)
         )
-        if len(data.dataset) == 0 and not keep_good:
+        if len(data.dataset) == 0:
             raise DataError(
                 "no validation images to set the threshold on: give fit() a val set or more images"
             )
         scores, maps, batches = self._raw_over(data, progress, "calibrate")
-        labels = np.concatenate([b.labels.numpy() for b in batches]) if batches else np.zeros(0, int)
+        labels = np.concatenate([b.labels.numpy() for b in batches])
         good = labels <= 0  # unknown labels count as good: validation images come from the good set
         masks = [mask for b in batches for mask in b.masks]
         geometries = [g for b in batches for g in b.geometries]

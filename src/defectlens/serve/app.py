@@ -90,6 +90,7 @@ def open_served_model(path: str | Path, backend: str = "auto") -> ServedModel:
         "resize": scorer.input_resize.mode,
         "threshold": float(calibration.threshold.value_),
         "pixel_threshold": float(calibration.pixel_threshold.value_),
+        "operating_point": calibration.operating_point(),
         "params": params,
         "source": str(path.resolve()),
         "sha256": checksum,

@@ -54,7 +54,7 @@ def test_every_detection_score_runs(fitted, tiny_test_clips):
 @pytest.mark.parametrize("score", ["gx_l2_max", "gz_cos_min", "d_knn"])
 def test_the_selected_score_drives_clip_and_frame_scores(fitted, tiny_test_clips, score):
     detector = create("aegan-ad", **{**TINY_MODELS["aegan-ad"], "score": score})
-    detector.module_, detector.threshold_ = fitted.module_, fitted.threshold_
+    detector.module_, detector.calibration_ = fitted.module_, fitted.calibration_
     detector._prepare()
     scores = detector.score_clips(tiny_test_clips[:2])
     np.testing.assert_allclose(scores.clip_scores, scores.all_scores[score])

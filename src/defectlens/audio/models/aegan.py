@@ -26,6 +26,7 @@ Detection scores, all computed for every clip (`score` picks the one `clip_score
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,7 +201,7 @@ class AEGANDetector(AudioDetector):
         lof_neighbors: neighbours of the D-LOF scorer.
         knn_neighbors: neighbours of the D-KNN scorer.
         score: the detection score `clip_scores` reports (see the module docstring).
-        sample_rate, channel, batch_size, threshold_quantile, seed, device: as in AudioDetector.
+        sample_rate, channel, batch_size, seed, device and the calibration settings: see AudioDetector.
     """
 
     score_names = SCORE_NAMES
@@ -227,21 +228,9 @@ class AEGANDetector(AudioDetector):
         lof_neighbors: int = 4,
         knn_neighbors: int = 2,
         score: str = "d_lof",
-        sample_rate: int = 16000,
-        channel: int | None = None,
-        batch_size: int = 512,
-        threshold_quantile: float = 0.9,
-        seed: int = 0,
-        device: str = "auto",
+        **base: Any,
     ) -> None:
-        super().__init__(
-            sample_rate=sample_rate,
-            channel=channel,
-            batch_size=batch_size,
-            threshold_quantile=threshold_quantile,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**base)
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.n_mels = n_mels

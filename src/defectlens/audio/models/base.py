@@ -26,8 +26,16 @@ from torch import nn
 
 from defectlens import __version__
 from defectlens.audio.features import FeatureCache, LogMelSettings, iter_features, load_features
+from defectlens.data.datasets import carve
 from defectlens.errors import CheckpointError, ConfigError, NotFittedError
 from defectlens.models.base import FitContext, resolve_device
+from defectlens.post.threshold import (
+    CONFIDENCE,
+    FixedThreshold,
+    Threshold,
+    ThresholdPolicy,
+    false_reject_bound,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +111,16 @@ class AudioDetector(ABC):
         sample_rate: rate in Hz every clip is resampled to.
         channel: channel of multi-channel files to use; `None` averages all channels (downmix).
         batch_size: windows per training step and per scoring forward pass.
-        threshold_quantile: quantile of the training clips' scores used as the decision threshold
-            (in-sample scores, so the threshold errs low).
         seed: seed of every random choice.
         device: "auto", "cpu" or "cuda".
+        threshold_policy: how the clip threshold is chosen (`ThresholdPolicy`, as for image detectors):
+            "false_reject_rate" (the default: flag at most `false_reject_rate` of normal clips) or
+            "quantile" (`threshold_quantile` of the normal calibration scores); "recall" and "f1" need
+            labelled anomalous clips, which fitting on normal clips never has.
+        false_reject_rate, recall, threshold_quantile: the targets of those policies.
+        calibration_fraction: share of the training clips held out of training to calibrate the
+            threshold on (at least one clip when positive and there are two or more clips); with none
+            held out the threshold is set on the training clips' own scores, which errs low.
     """
 
     name: ClassVar[str] = ""
@@ -119,16 +133,24 @@ class AudioDetector(ABC):
         sample_rate: int = 16000,
         channel: int | None = None,
         batch_size: int = 512,
-        threshold_quantile: float = 0.9,
         seed: int = 0,
         device: str = "auto",
+        threshold_policy: str = "false_reject_rate",
+        false_reject_rate: float = 0.01,
+        recall: float = 0.95,
+        threshold_quantile: float = 0.99,
+        calibration_fraction: float = 0.1,
     ) -> None:
         self.sample_rate = sample_rate
         self.channel = channel
         self.batch_size = batch_size
-        self.threshold_quantile = threshold_quantile
         self.seed = seed
         self.device = device
+        self.threshold_policy = threshold_policy
+        self.false_reject_rate = false_reject_rate
+        self.recall = recall
+        self.threshold_quantile = threshold_quantile
+        self.calibration_fraction = calibration_fraction
 
     # ----------------------------------------------------------------------------- subclass hooks
     @property
@@ -166,8 +188,14 @@ class AudioDetector(ABC):
         self.feature_settings.check()
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not 0 < self.threshold_quantile <= 1:
-            raise ConfigError(f"threshold_quantile must be in (0, 1], got {self.threshold_quantile!r}")
+        self.policy().check()
+        if self.threshold_policy in ("recall", "f1"):
+            raise ConfigError(
+                f"threshold_policy {self.threshold_policy!r} needs labelled anomalous clips, but audio "
+                "detectors calibrate on normal clips only: use 'false_reject_rate' or 'quantile'"
+            )
+        if not 0 <= self.calibration_fraction < 1:
+            raise ConfigError(f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}")
         if self.score not in self.score_names:
             raise ConfigError(f"score must be one of {list(self.score_names)}, got {self.score!r}")
         resolve_device(self.device)
@@ -179,8 +207,12 @@ class AudioDetector(ABC):
         names: list[str] = []
         for klass in cls.__mro__:
             if "__init__" in vars(klass) and issubclass(klass, AudioDetector):
-                signature = inspect.signature(klass.__init__)
-                names += [p for p in signature.parameters if p != "self" and p not in names]
+                parameters = inspect.signature(klass.__init__).parameters.values()
+                names += [
+                    p.name
+                    for p in parameters
+                    if p.name != "self" and p.kind != p.VAR_KEYWORD and p.name not in names
+                ]
         return names
 
     def get_params(self) -> dict[str, Any]:
@@ -191,11 +223,43 @@ class AudioDetector(ABC):
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
 
+    def policy(self) -> ThresholdPolicy:
+        """The threshold policy these settings describe."""
+        return ThresholdPolicy(
+            self.threshold_policy, self.false_reject_rate, self.recall, self.threshold_quantile
+        )
+
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "module_"):
             raise NotFittedError(
                 f"{type(self).__name__} is not fitted yet: call fit() or load a checkpoint first"
             )
+
+    @property
+    def threshold_(self) -> float:
+        """The clip-score threshold: a clip scoring at or above it is anomalous."""
+        self._check_is_fitted()
+        return self.calibration_.value_
+
+    def operating_point(self) -> dict[str, Any]:
+        """The operating point as the image detectors report it: the policy and its target, the threshold
+        and how it was found, where the normal calibration scores come from and how many there are, the
+        share of them it flags and the false-reject rate it guarantees at 95 % confidence (both None for
+        checkpoints that kept no calibration scores)."""
+        self._check_is_fitted()
+        threshold, good = self.calibration_, self.good_scores_
+        value = threshold.value_
+        return {
+            "policy": threshold.kind,
+            **{k: v for k, v in threshold.get_params().items() if k != "value"},
+            "threshold": value,
+            "method": getattr(threshold, "method_", threshold.kind),
+            "scores_from": self.calibration_source_,
+            "n_good": int(good.size),
+            "calibration_false_reject_rate": float(np.mean(good >= value)) if good.size else None,
+            "guaranteed_false_reject_rate": false_reject_bound(good, value) if good.size else None,
+            "confidence": CONFIDENCE,
+        }
 
     @property
     def device_(self) -> torch.device:
@@ -223,7 +287,8 @@ class AudioDetector(ABC):
             resume: continue from the state in `work_dir`.
 
         Returns:
-            self, with `module_`, `threshold_`, `history_` and `fit_seconds_` set.
+            self, with `module_`, `calibration_` (hence `threshold_`), `training_clips_`,
+            `held_out_clips_`, `history_` and `fit_seconds_` set.
 
         Raises:
             ConfigError: a hyper-parameter is outside what is allowed, or no clip is given.
@@ -240,15 +305,46 @@ class AudioDetector(ABC):
             resume=resume,
         )
         cache = None if cache_dir is None else FeatureCache(cache_dir)
-        spectrograms = load_features(clips, self.feature_settings, cache, self.window_frames, progress)
+        paths = [Path(c) for c in clips]
+        # Every clip is read before training, so a broken held-out clip fails fast.
+        loaded = load_features(paths, self.feature_settings, cache, self.window_frames, progress)
+        features = dict(zip(paths, loaded, strict=True))
+        rng = np.random.default_rng(self.seed)
+        self.training_clips_, self.held_out_clips_ = carve(paths, self.calibration_fraction, rng)
+        spectrograms = [features[p] for p in self.training_clips_]
         started = time.perf_counter()
         self.history_: list[dict[str, float]] = []
         self.module_ = self._fit_features(spectrograms, context).eval()
         self.fit_seconds_ = time.perf_counter() - started
         self._prepare()
-        train_scores = np.array([self._score_windows(s)[self.score][0] for s in spectrograms])
-        self.threshold_ = float(np.quantile(train_scores, self.threshold_quantile))
-        logger.info("%s fitted on %d clips in %.1f s", self.name, len(clips), self.fit_seconds_)
+        if self.held_out_clips_:
+            calibration = [features[p] for p in self.held_out_clips_]
+            self.calibration_source_ = f"held-out split ({len(self.held_out_clips_)} of {len(clips)} clips)"
+        else:
+            logger.warning(
+                "no clip held out for calibration (%d clip(s), calibration_fraction=%g): the threshold is "
+                "set on the training clips' own scores, so it errs low",
+                len(clips),
+                self.calibration_fraction,
+            )
+            calibration, self.calibration_source_ = spectrograms, f"in-sample training clips ({len(clips)})"
+        self.good_scores_ = np.array([self._score_windows(s)[self.score][0] for s in calibration])
+        labels = np.zeros(len(self.good_scores_), dtype=int)
+        self.calibration_ = self.policy().image_threshold(self.good_scores_, labels)
+        point = self.operating_point()
+        logger.info(
+            "%s fitted on %d clips in %.1f s; threshold %.4g (%s, %s on %d good scores, %s): guaranteed "
+            "false-reject rate <= %.3g at 95%% confidence",
+            self.name,
+            len(spectrograms),
+            self.fit_seconds_,
+            point["threshold"],
+            point["policy"],
+            point["method"],
+            point["n_good"],
+            point["scores_from"],
+            point["guaranteed_false_reject_rate"],
+        )
         return self
 
     @torch.no_grad()
@@ -294,7 +390,7 @@ class AudioDetector(ABC):
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, path: str | Path, force: bool = False) -> Path:
-        """Write one checkpoint file: format version, detector name, params, state_dict, threshold.
+        """Write one checkpoint file: format version, detector name, params, state_dict, calibration.
 
         Raises:
             NotFittedError: before `fit`.
@@ -312,7 +408,11 @@ class AudioDetector(ABC):
             "detector": self.name,
             "params": self.get_params(),
             "state_dict": {k: v.cpu() for k, v in self.module_.state_dict().items()},
-            "threshold": self.threshold_,
+            "calibration": {
+                "threshold": self.calibration_.to_dict(),
+                "good_scores": self.good_scores_.tolist(),
+                "source": self.calibration_source_,
+            },
         }
         torch.save(checkpoint, path)
         return path
@@ -321,9 +421,12 @@ class AudioDetector(ABC):
 def load_audio_detector(path: str | Path, device: str = "cpu") -> AudioDetector:
     """Rebuild a fitted detector from a checkpoint written by `AudioDetector.save`.
 
+    Checkpoints written before held-out calibration (a float `threshold`, no `calibration`) keep their
+    threshold as a `FixedThreshold`.
+
     Raises:
-        CheckpointError: the file is missing, unreadable, not an audio detector checkpoint, or of a
-            newer format.
+        CheckpointError: the file is missing, unreadable, not an audio detector checkpoint, of a newer
+            format, or its weights do not fit its settings.
     """
     from defectlens.audio.models.registry import audio_detector_class
 
@@ -346,8 +449,27 @@ def load_audio_detector(path: str | Path, device: str = "cpu") -> AudioDetector:
     # The class itself, not `create`: saved `None` values (e.g. top_db=None) must stay None.
     detector = audio_detector_class(checkpoint["detector"])(**{**checkpoint["params"], "device": device})
     module = detector._build_module(checkpoint["state_dict"])
-    module.load_state_dict(checkpoint["state_dict"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
+        raise CheckpointError(
+            f"audio checkpoint {path}: the saved weights do not fit its settings: {error}"
+        ) from error
     detector.module_ = module.to(resolve_device(device)).eval()
-    detector.threshold_ = float(checkpoint["threshold"])
+    calibration = checkpoint.get("calibration")
+    if calibration is None:
+        logger.warning(
+            "checkpoint %s keeps the threshold its defectlens %s set on in-sample training scores, which "
+            "errs low: fit the model again to calibrate on held-out clips",
+            path,
+            checkpoint["defectlens_version"],
+        )
+        detector.calibration_ = FixedThreshold(float(checkpoint["threshold"])).fit()
+        detector.good_scores_ = np.empty(0)
+        detector.calibration_source_ = "in-sample training clips"
+    else:
+        detector.calibration_ = Threshold.from_dict(calibration["threshold"])
+        detector.good_scores_ = np.asarray(calibration["good_scores"], dtype=np.float64)
+        detector.calibration_source_ = calibration["source"]
     detector._prepare()
     return detector

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ class DenseAEDetector(AudioDetector):
         lr: Adam learning rate.
         max_epochs: training epochs.
         score: "mse_mean", the only score.
-        sample_rate, channel, batch_size, threshold_quantile, seed, device: as in AudioDetector.
+        sample_rate, channel, batch_size, seed, device and the calibration settings: see AudioDetector.
     """
 
     score_names = ("mse_mean",)
@@ -95,21 +96,9 @@ class DenseAEDetector(AudioDetector):
         lr: float = 1e-3,
         max_epochs: int = 100,
         score: str = "mse_mean",
-        sample_rate: int = 16000,
-        channel: int | None = None,
-        batch_size: int = 512,
-        threshold_quantile: float = 0.9,
-        seed: int = 0,
-        device: str = "auto",
+        **base: Any,
     ) -> None:
-        super().__init__(
-            sample_rate=sample_rate,
-            channel=channel,
-            batch_size=batch_size,
-            threshold_quantile=threshold_quantile,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**base)
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.n_mels = n_mels

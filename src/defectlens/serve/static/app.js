@@ -42,8 +42,11 @@ async function inspect(file) {
     $("label").textContent = p.label;
     $("label").className = p.label;
     $("raw-score").textContent = p.raw_score.toPrecision(5);
+    // One decision per image: a normal image has no defect boxes, only regions below the image threshold.
+    const below = p.below_image_threshold || [];
     $("boxes").textContent = p.boxes.length
-      ? p.boxes.map((b) => `[${b.slice(0, 4).join(", ")}] ${b[4].toFixed(2)}`).join("; ") : "none";
+      ? p.boxes.map((b) => `[${b.slice(0, 4).join(", ")}] ${b[4].toFixed(2)}`).join("; ")
+      : below.length ? `none (${below.length} region(s) below the image threshold)` : "none";
     $("elapsed").textContent = `${Math.round(performance.now() - started)} ms`;
     $("result").hidden = false;
   } catch (error) {
