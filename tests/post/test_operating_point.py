@@ -1,4 +1,4 @@
-"""False-reject-rate thresholds, their guarantee, the recall target and the policy, against hand-computed values."""
+"""False-reject-rate thresholds, their guarantee, the recall target and the policy: hand-computed values."""
 
 import math
 
