@@ -3,9 +3,9 @@
 Images marked "actually good" join the training data (PatchCore: its memory bank grows, no full
 refit). The images marked "actually defective" join the calibration: they decide the threshold under
 the "recall" and "f1" policies and add to the recall the operating point reports; the good calibration
-scores are the out-of-fold ones kept from fitting, or the held-out validation images scored again. Before/after metrics are computed on the test images
-that were not marked, so the marked images never grade their own correction. The previous checkpoint is
-kept next to the new one.
+scores are the out-of-fold ones kept from fitting, or the held-out validation images scored again.
+Before/after metrics are computed on the test images that were not marked, so the marked images never
+grade their own correction. The previous checkpoint is kept next to the new one.
 """
 
 from __future__ import annotations
