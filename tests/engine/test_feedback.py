@@ -41,7 +41,10 @@ def test_refit_grows_the_bank_recalibrates_and_records_both_metrics(tested_run):
 
     refitted = load(tested_run / "model.pt")
     assert len(refitted.module_.memory_bank) > bank_before
-    assert refitted.calibration_.threshold.to_dict()["kind"] == "f1"  # labelled defects -> F1-optimal
+    # The marked defects join the calibration; the out-of-fold good scores of fitting are kept.
+    point = refitted.calibration_.operating_point()
+    assert point["n_defective"] == 2 and 0 <= point["calibration_recall"] <= 1
+    assert point["n_good"] == load(tested_run / entry["previous_checkpoint"]).calibration_.good_scores.size
     assert (tested_run / entry["previous_checkpoint"]).is_file()
     assert entry["marked_good"] == 2 and entry["marked_defective"] == 2
     assert entry["evaluated_on"].startswith(f"{len(lines) - 4} test images")
