@@ -37,10 +37,8 @@ def borderline(tiny_mvtec, tmp_path_factory, quick):
 def test_a_normal_image_has_no_defect_box_anywhere(borderline, server):
     detector, root, export, scratched = borderline
     jsonl = root / "preds"
-    result = CliRunner().invoke(
-        app,
-        ["predict", "--run", str(root / "run"), str(scratched.path), "--out", str(jsonl), "--task", "detection"],
-    )
+    args = ["predict", "--run", str(root / "run"), str(scratched.path), "--out", str(jsonl)]
+    result = CliRunner().invoke(app, [*args, "--task", "detection"])
     assert result.exit_code == 0, result.output
     from_cli = json.loads((jsonl / "predictions.jsonl").read_text().splitlines()[0])
 
