@@ -186,6 +186,17 @@ def _binary_inputs(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np
     return lab, sc
 
 
+def _both_classes(labels: ArrayLike, scores: ArrayLike, what: str) -> tuple[np.ndarray, np.ndarray]:
+    lab, sc = _binary_inputs(labels, scores)
+    n_bad = int(lab.sum())
+    if n_bad == 0 or n_bad == lab.size:
+        raise ConfigError(
+            f"{what} needs good (0) and defective (1) labels, "
+            f"got {lab.size - n_bad} good and {n_bad} defective"
+        )
+    return lab, sc
+
+
 def _new_figure(size: tuple[float, float]):  # -> matplotlib.figure.Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -213,13 +224,7 @@ def save_roc_curve(labels: ArrayLike, scores: ArrayLike, path: str | Path, title
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    lab, sc = _binary_inputs(labels, scores)
-    n_bad = int(lab.sum())
-    if n_bad == 0 or n_bad == lab.size:
-        raise ConfigError(
-            "a ROC curve needs good (0) and defective (1) labels, "
-            f"got {lab.size - n_bad} good and {n_bad} defective"
-        )
+    lab, sc = _both_classes(labels, scores, "a ROC curve")
     fpr, tpr, _ = roc_curve(lab, sc)
     auroc = roc_auc_score(lab, sc)
     p = _prepare_path(path)
@@ -259,13 +264,8 @@ def save_operating_curve(
     """
     from sklearn.metrics import roc_curve
 
-    lab, sc = _binary_inputs(labels, scores)
+    lab, sc = _both_classes(labels, scores, "a recall / false-reject curve")
     n_bad = int(lab.sum())
-    if n_bad == 0 or n_bad == lab.size:
-        raise ConfigError(
-            "a recall / false-reject curve needs good (0) and defective (1) labels, "
-            f"got {lab.size - n_bad} good and {n_bad} defective"
-        )
     false_reject, recall, _ = roc_curve(lab, sc)
     rejected = sc >= threshold
     point = (float(rejected[lab == 0].mean()), float(rejected[lab == 1].mean()))
