@@ -11,8 +11,14 @@ Configurations, each fitted once and scored on all 582 test images:
 - `before`: the rule of defectlens before this change, the 0.99 quantile of the 76 held-out tiles
   (`threshold_policy=quantile`, the model trained on the other 686).
 It also runs the tail extrapolation on simulated scores (normal, Gumbel and log-normal; 200 draws of 75 and
-150 scores) to show the false-reject rate it gives at a 1 % target. Writes OUT/results.md, OUT/results.jsonl
-and the recall/false-reject picture of each full run as OUT/<model>.png.
+150 scores) to show the false-reject rate it gives at a 1 % target.
+
+Each fitted configuration appends a row to OUT/results.jsonl as soon as it is done and keeps its good
+calibration scores in OUT/scores/, so the grid can be run in parts (e.g. one model, or one setting such as
+`--set patchcore:out_of_fold="folds"`, at a time). OUT/results.md is rebuilt from every row of
+OUT/results.jsonl (a later row replaces an earlier one of the same model, configuration and settings),
+with the rank agreement of the good scores of full runs that differ only in their settings. The
+recall/false-reject picture of each full run with default settings is OUT/<model>.png.
 """
 
 from __future__ import annotations
@@ -63,7 +69,11 @@ def run_config(model: str, config: str, data: Path, params: dict, out: Path) -> 
         "image_auroc": round(scored.evaluate(threshold)["image_auroc"], 4),
         "fit_seconds": round(fit_seconds, 1),
     }
-    if config == "full":
+    scores_file = out / "scores" / f"{model}-{config.replace(' ', '-')}-{_settings_key(params)}.json"
+    scores_file.parent.mkdir(exist_ok=True)
+    scores_file.write_text(json.dumps(calibration.good_scores.tolist()))
+    row["good_scores_file"] = str(scores_file.relative_to(out))
+    if config == "full" and not params:
         save_operating_curve(
             scored.labels,
             scored.raw_scores,
@@ -73,6 +83,30 @@ def run_config(model: str, config: str, data: Path, params: dict, out: Path) -> 
             title=f"{model} on MTD: recall against false-reject rate",
         )
     return row
+
+
+def _settings_key(params: dict) -> str:
+    return "-".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
+
+
+def agreement(rows: list[dict], out: Path) -> list[str]:
+    """Spearman rank correlation and threshold of the good scores of each model's full runs, pairwise."""
+    from scipy import stats
+
+    full = [r for r in rows if r["config"] == "full"]
+    lines = []
+    for i, a in enumerate(full):
+        for b in full[i + 1 :]:
+            if a["model"] != b["model"]:
+                continue
+            scores_a, scores_b = (json.loads((out / r["good_scores_file"]).read_text()) for r in (a, b))
+            rho = stats.spearmanr(scores_a, scores_b).statistic
+            lines.append(
+                f"- {a['model']}: {a['scores_from']} against {b['scores_from']}: Spearman {rho:.3f} over "
+                f"{len(scores_a)} good images; thresholds {a['threshold']:.4g} against {b['threshold']:.4g}, "
+                f"median good score {np.median(scores_a):.4g} against {np.median(scores_b):.4g}."
+            )
+    return lines
 
 
 def simulate(n_draws: int = 200) -> list[dict]:
@@ -105,19 +139,21 @@ def simulate(n_draws: int = 200) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], simulated: list[dict], header: str) -> str:
+def markdown(rows: list[dict], agreeing: list[str], simulated: list[dict], header: str) -> str:
     lines = [
         header,
         "",
-        "| model | calibration | policy | method | good scores | threshold | guaranteed FRR (95 %) "
-        "| test FRR | test recall | recall @ FRR 0.1 % / 1 % / 5 % | image AUROC | fit s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | calibration | settings | policy | method | good scores | threshold "
+        "| guaranteed FRR (95 %) | test FRR | test recall | recall @ FRR 0.1 % / 1 % / 5 % "
+        "| image AUROC | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         fixed = " / ".join(f"{v:.3f}" for v in r["recall_at_false_reject_rate"].values())
         target = r.get("rate", r.get("q", ""))
         lines.append(
-            f"| {r['model']} | {r['config']}: {r['scores_from']} | {r['policy']} {target} | {r['method']} "
+            f"| {r['model']} | {r['config']}: {r['scores_from']} | {_settings_key(r['params'])} "
+            f"| {r['policy']} {target} | {r['method']} "
             f"| {r['n_good']} | {r['threshold']:.4g} | {r['guaranteed_false_reject_rate']:.3f} "
             f"| {r['test_false_reject_rate']:.3f} | {r['test_recall']:.3f} | {fixed} "
             f"| {r['image_auroc']:.4f} | {r['fit_seconds']} |"
@@ -125,6 +161,8 @@ def markdown(rows: list[dict], simulated: list[dict], header: str) -> str:
     lines += ["", "Recall per defect type at the operating point:", ""]
     for r in rows:
         lines.append(f"- {r['model']} / {r['config']}: {json.dumps(r['test_recall_per_defect_type'])}")
+    if agreeing:
+        lines += ["", "Agreement of the good calibration scores of full runs:", "", *agreeing]
     lines += [
         "",
         "Tail extrapolation on simulated good scores (FalseRejectThreshold(0.01), 200 draws each): the true",
@@ -147,7 +185,12 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=Path("../shared/data/mtd/magnetic_tile"))
     parser.add_argument("--out", type=Path, default=Path("docs/raw/operating_point"))
-    parser.add_argument("--models", nargs="+", default=["patchcore", "padim", "autoencoder"])
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=["patchcore", "padim", "autoencoder"],
+        help="models to fit; none (`--models` alone) only rebuilds results.md from results.jsonl",
+    )
     parser.add_argument("--configs", nargs="+", default=["full", "75 images", "before"])
     parser.add_argument(
         "--set",
@@ -165,19 +208,25 @@ def main() -> None:
         model, _, setting = item.partition(":")
         key, _, value = setting.partition("=")
         params.setdefault(model, {})[key] = json.loads(value)
-    rows = []
-    with (args.out / "results.jsonl").open("a") as log:
-        for model in args.models:
-            for config in args.configs:
-                row = run_config(model, config, args.data, params[model], args.out)
-                print(json.dumps(row), flush=True)
+    log_path = args.out / "results.jsonl"
+    for model in args.models:
+        for config in args.configs:
+            row = {
+                **run_config(model, config, args.data, params[model], args.out),
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": f"{platform.node()}, {platform.machine()}, torch threads 2",
+            }
+            print(json.dumps(row), flush=True)
+            with log_path.open("a") as log:
                 log.write(json.dumps(row) + "\n")
-                rows.append(row)
-    header = (
-        f"Run on {time.strftime('%Y-%m-%d')}, {platform.node()}, {platform.machine()}, torch threads 2; "
-        f"data {args.data}; settings {json.dumps(params)}."
-    )
-    (args.out / "results.md").write_text(markdown(rows, simulate(), header))
+    latest = {}
+    for line in log_path.read_text().splitlines():
+        row = json.loads(line)
+        latest[(row["model"], row["config"], _settings_key(row["params"]))] = row
+    rows = list(latest.values())
+    machines = sorted({f"{r['date']} on {r['machine']}" for r in rows})
+    header = f"Runs: {'; '.join(machines)}; data {args.data}."
+    (args.out / "results.md").write_text(markdown(rows, agreement(rows, args.out), simulate(), header))
     print((args.out / "results.md").read_text())
 
 

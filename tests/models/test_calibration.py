@@ -27,19 +27,26 @@ def test_too_few_distinct_images_are_refused():
         assign_folds([b"x", b"x", b"x"], folds=5, seed=0)
 
 
-@pytest.mark.parametrize("name", ["patchcore", "padim"])
-def test_a_duplicated_training_image_gets_no_free_pass(name, quick, make_texture):
-    """Its copy shares its fold, so its out-of-fold score is that of an unseen image, not ~0."""
+@pytest.mark.parametrize(
+    ("name", "params", "source"),
+    [
+        ("patchcore", {}, "leave-image-out (17 images)"),
+        ("patchcore", {"out_of_fold": "folds"}, "out-of-fold (5 folds of 17 images)"),
+        ("padim", {}, "out-of-fold (5 folds of 17 images)"),
+    ],
+)
+def test_a_duplicated_training_image_gets_no_free_pass(name, params, source, quick, make_texture):
+    """Its copy is left out with it, so its out-of-fold score is that of an unseen image, not ~0."""
     images = [make_texture(i) for i in range(15)]
     odd = make_texture(99)
     odd[20:40, 30:60] = 255  # unlike every other image: unseen, it scores high
     train = [*images, odd, odd.copy()]
-    detector = quick(name).fit(train)
+    detector = quick(name, **params).fit(train)
     oof = detector.calibration_.good_scores  # in training order
     in_sample = detector.score_batch(torch.from_numpy(_resized(detector, odd)))[0][0]
     assert oof[15] == pytest.approx(oof[16])
     assert oof[15] > np.median(oof[:15]) and oof[15] > 2 * in_sample
-    assert detector.calibration_.source == "out-of-fold (5 folds of 17 images)"
+    assert detector.calibration_.source == source
 
 
 def _resized(detector, image):

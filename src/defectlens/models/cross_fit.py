@@ -3,10 +3,11 @@
 One backbone pass caches every good training image's embedding. Each of k folds is then scored by a
 model fitted on the embeddings of the other folds (a coreset or a set of Gaussians: seconds, no second
 backbone pass), and a last fit on all of them is the model that ships. Every good image thus gets a score
-from a model that did not see it, and the thresholds are fitted on all of those scores.
+from a model that did not see it, and the thresholds are fitted on all of those scores. A subclass may
+leave out less than a fold (`_cross_fit`; PatchCore leaves out one image's memory-bank rows).
 
-Exact duplicates (the same pixels after resizing) always share a fold, so a copy of an image in the
-training set never vouches for it.
+Exact duplicates (the same pixels after resizing) are always left out together, so a copy of an image in
+the training set never vouches for it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ from defectlens.errors import ConfigError, DataError
 from defectlens.models.base import Detector, FitContext, progress_bar
 
 
-def assign_folds(digests: list[bytes], folds: int, seed: int) -> np.ndarray:
-    """Fold index of each image: identical digests get the same fold, and the distinct images are dealt
-    to `folds` folds (fewer when there are fewer distinct images) in a seeded random order.
+def duplicate_groups(digests: list[bytes]) -> np.ndarray:
+    """Group index of each image: images with identical digests (the same pixels) share a group.
 
     Raises:
         DataError: fewer than 2 distinct images.
@@ -39,10 +39,50 @@ def assign_folds(digests: list[bytes], folds: int, seed: int) -> np.ndarray:
             f"out-of-fold calibration needs at least 2 distinct good images, got {len(groups)} "
             f"(in {len(digests)} images)"
         )
-    order = np.random.default_rng(seed).permutation(len(groups))
-    fold_of_group = np.empty(len(groups), dtype=int)
-    fold_of_group[order] = np.arange(len(groups)) % min(folds, len(groups))
+    return group_of
+
+
+def assign_folds(digests: list[bytes], folds: int, seed: int) -> np.ndarray:
+    """Fold index of each image: identical digests get the same fold, and the distinct images are dealt
+    to `folds` folds (fewer when there are fewer distinct images) in a seeded random order.
+
+    Raises:
+        DataError: fewer than 2 distinct images.
+    """
+    group_of = duplicate_groups(digests)
+    n_groups = int(group_of.max()) + 1
+    order = np.random.default_rng(seed).permutation(n_groups)
+    fold_of_group = np.empty(n_groups, dtype=int)
+    fold_of_group[order] = np.arange(n_groups) % min(folds, n_groups)
     return fold_of_group[group_of]
+
+
+class HeldOutScores:
+    """Raw image scores and content-map maxima of cached embeddings, filled in as `module`'s state changes."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        embeddings: torch.Tensor,
+        geometries: list[Geometry],
+        size: tuple[int, int],
+        context: FitContext,
+    ) -> None:
+        self.module, self.embeddings, self.geometries = module, embeddings, geometries
+        self.size, self.device = size, context.device
+        self.scores, self.maxima = np.empty(len(embeddings)), np.empty(len(embeddings))
+
+    def score(self, indices: np.ndarray, batch_size: int) -> None:
+        """Score the embeddings at `indices` with the module as it is now."""
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            with torch.inference_mode():
+                scores, maps = self.module.score_embedding(self.embeddings[chunk].to(self.device), self.size)
+            self.scores[chunk] = scores.float().cpu().numpy()
+            self.maxima[chunk] = [
+                self.geometries[i].crop_content(m).max()
+                for i, m in zip(chunk, maps.float().cpu().numpy(), strict=True)
+            ]
 
 
 def _digest(image: torch.Tensor) -> bytes:
@@ -93,23 +133,26 @@ class CrossFitDetector(Detector):
     ) -> tuple[nn.Module, np.ndarray, np.ndarray, str]:
         module = self._new_module(context)
         embeddings, digests, geometries = self._embeddings(module, train, context)
+        held_out = HeldOutScores(module, embeddings, geometries, self.input_resize.size, context)
+        source = self._cross_fit(module, embeddings, digests, held_out, context)
+        return module, held_out.scores, held_out.maxima, source
+
+    def _cross_fit(
+        self,
+        module: nn.Module,
+        embeddings: torch.Tensor,
+        digests: list[bytes],
+        held_out: HeldOutScores,
+        context: FitContext,
+    ) -> str:
+        """Score every embedding into `held_out` with a model that did not see it, leave `module` fitted on
+        all of them, and describe how: here k folds, each scored by a fit on the others."""
         folds = assign_folds(digests, self.calibration_folds, self.seed)
-        scores, maxima = np.empty(len(folds)), np.empty(len(folds))
-        size = self.input_resize.size
         for fold in progress_bar(np.unique(folds), context.progress, "out-of-fold"):
             self._load_state(module, self._fit_state(embeddings[folds != fold], context), context)
-            held_out = np.flatnonzero(folds == fold)
-            for start in range(0, len(held_out), self.batch_size):
-                chunk = held_out[start : start + self.batch_size]
-                with torch.inference_mode():
-                    chunk_scores, maps = module.score_embedding(embeddings[chunk].to(context.device), size)
-                scores[chunk] = chunk_scores.float().cpu().numpy()
-                chunk_maps = maps.float().cpu().numpy()
-                maxima[chunk] = [
-                    geometries[i].crop_content(m).max() for i, m in zip(chunk, chunk_maps, strict=True)
-                ]
+            held_out.score(np.flatnonzero(folds == fold), self.batch_size)
         self._load_state(module, self._fit_state(embeddings, context), context)
-        return module, scores, maxima, f"out-of-fold ({len(np.unique(folds))} folds of {len(folds)} images)"
+        return f"out-of-fold ({len(np.unique(folds))} folds of {len(folds)} images)"
 
     @staticmethod
     def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], context: FitContext) -> None:

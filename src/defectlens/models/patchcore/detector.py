@@ -7,14 +7,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
 from defectlens.errors import ConfigError
-from defectlens.models.base import FitContext
-from defectlens.models.cross_fit import CrossFitDetector
+from defectlens.models.base import FitContext, progress_bar
+from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores, duplicate_groups
 from defectlens.models.patchcore.ivf import require_faiss
 from defectlens.models.patchcore.sampler import KCenterGreedy
 from defectlens.models.patchcore.torch_model import PatchCoreModel
@@ -23,6 +24,7 @@ from defectlens.models.registry import register
 logger = logging.getLogger(__name__)
 
 SEARCHES = ("exact", "ivf")
+OUT_OF_FOLD = ("leave-image-out", "folds")
 
 
 @register("patchcore")
@@ -46,6 +48,11 @@ class PatchCore(CrossFitDetector):
             0.001 on MTD (docs/benchmarks.md). Exported models always search exactly.
         ivf_cells, ivf_probes: cells of the "ivf" index (centred on the first greedy coreset centres) and
             cells visited per patch.
+        out_of_fold: how each good training image gets a calibration score from a model that did not see
+            it. "leave-image-out" (the default): the shipped memory bank without the rows taken from that
+            image or its exact duplicates, searched exactly; one coreset, and the calibrating model differs
+            from the shipped one by one image. "folds": `calibration_folds` coresets, each fitted without
+            one fold (k - 1 of k images; on MTD its thresholds sat higher, docs/operating-point.md).
         resize: "pad" by default: nearest-neighbour scores do not depend on position, and on the elongated
             MTD tiles keeping the aspect ratio measured pixel AUROC 0.857 against 0.835 squashed
             (image AUROC 0.966 vs 0.967; docs/benchmarks.md).
@@ -66,6 +73,7 @@ class PatchCore(CrossFitDetector):
         search: str = "exact",
         ivf_cells: int = 1024,
         ivf_probes: int = 16,
+        out_of_fold: str = "leave-image-out",
         *,
         resize: str = "pad",
         **base: Any,
@@ -82,6 +90,7 @@ class PatchCore(CrossFitDetector):
         self.search = search
         self.ivf_cells = ivf_cells
         self.ivf_probes = ivf_probes
+        self.out_of_fold = out_of_fold
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -95,6 +104,8 @@ class PatchCore(CrossFitDetector):
             raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
         if self.search not in SEARCHES:
             raise ConfigError(f"search must be one of {list(SEARCHES)}, got {self.search!r}")
+        if self.out_of_fold not in OUT_OF_FOLD:
+            raise ConfigError(f"out_of_fold must be one of {list(OUT_OF_FOLD)}, got {self.out_of_fold!r}")
         for name in ("ivf_cells", "ivf_probes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -134,9 +145,36 @@ class PatchCore(CrossFitDetector):
 
     def _fit_state(self, embeddings: torch.Tensor, context: FitContext) -> dict[str, torch.Tensor]:
         features = self._patches(embeddings)
+        return {"memory_bank": features[self._coreset(features, context)].contiguous()}
+
+    def _coreset(self, features: torch.Tensor, context: FitContext) -> torch.Tensor:
         coreset = self._sampler().select(features, progress=context.progress)
         logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
-        return {"memory_bank": features[coreset].contiguous()}
+        return coreset
+
+    def _cross_fit(
+        self,
+        module: nn.Module,
+        embeddings: torch.Tensor,
+        digests: list[bytes],
+        held_out: HeldOutScores,
+        context: FitContext,
+    ) -> str:
+        if self.out_of_fold == "folds":
+            return super()._cross_fit(module, embeddings, digests, held_out, context)
+        group_of = duplicate_groups(digests)
+        features = self._patches(embeddings)
+        coreset = self._coreset(features, context)
+        bank = features[coreset].contiguous().to(context.device)
+        row_group = torch.as_tensor(group_of)[coreset // (embeddings.shape[2] * embeddings.shape[3])]
+        search, module.search = module.search, "exact"  # an IVF index per image would cost more than it saves
+        try:
+            for image in progress_bar(range(len(embeddings)), context.progress, "leave-image-out"):
+                module.memory_bank = bank[(row_group != int(group_of[image])).to(bank.device)]
+                held_out.score(np.array([image]), 1)
+        finally:
+            module.memory_bank, module.search = bank, search
+        return f"leave-image-out ({len(embeddings)} images)"
 
     def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
         """New good images join the memory bank through their own coreset at the same ratio."""
