@@ -78,7 +78,7 @@ def benchmark(checkpoint: Path, data: Path, n_images: int, batch_size: int, n_la
                 score = Inferencer(out, backend=backend, threads=threads).score_batch
             throughput, latency = time_runtime(score, images, singles)
             raw = [score(batch) for batch in images]
-            prediction = detector.calibration_.apply(
+            prediction = detector.calibration.apply(
                 np.concatenate([s for s, _ in raw]), np.concatenate([m for _, m in raw]), []
             )
             if reference is None:

@@ -69,10 +69,15 @@ def run_config(model: str, config: str, data: Path, params: dict, out: Path) -> 
         "image_auroc": round(scored.evaluate(threshold)["image_auroc"], 4),
         "fit_seconds": round(fit_seconds, 1),
     }
-    scores_file = out / "scores" / f"{model}-{config.replace(' ', '-')}-{_settings_key(params)}.json"
-    scores_file.parent.mkdir(exist_ok=True)
-    scores_file.write_text(json.dumps(calibration.good_scores.tolist()))
-    row["good_scores_file"] = str(scores_file.relative_to(out))
+    stem = out / "scores" / f"{model}-{config.replace(' ', '-')}-{_settings_key(params)}"
+    stem.parent.mkdir(exist_ok=True)
+    for key, values in (
+        ("good_scores_file", calibration.good_scores),
+        ("test_good_scores_file", scored.raw_scores[scored.labels == 0]),
+    ):
+        path = stem.with_name(f"{stem.name}-{key.removesuffix('_scores_file').replace('_', '-')}.json")
+        path.write_text(json.dumps(np.asarray(values).tolist()))
+        row[key] = str(path.relative_to(out))
     if config == "full" and not params:
         save_operating_curve(
             scored.labels,
@@ -87,6 +92,29 @@ def run_config(model: str, config: str, data: Path, params: dict, out: Path) -> 
 
 def _settings_key(params: dict) -> str:
     return "-".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
+
+
+def shift(rows: list[dict], out: Path) -> list[str]:
+    """How the good calibration scores compare with the good test scores (same model): medians, 99th
+    percentiles and a two-sided Mann-Whitney test, for the rows that kept both."""
+    from scipy import stats
+
+    lines = []
+    for r in rows:
+        if "test_good_scores_file" not in r:
+            continue
+        calibration, test = (
+            np.array(json.loads((out / r[k]).read_text()))
+            for k in ("good_scores_file", "test_good_scores_file")
+        )
+        p = stats.mannwhitneyu(calibration, test).pvalue
+        lines.append(
+            f"- {r['model']} / {r['config']} ({_settings_key(r['params'])}): calibration good scores "
+            f"(n={calibration.size}) median {np.median(calibration):.4g}, 99th percentile "
+            f"{np.quantile(calibration, 0.99):.4g}; test good scores (n={test.size}) median "
+            f"{np.median(test):.4g}, 99th percentile {np.quantile(test, 0.99):.4g}; Mann-Whitney p = {p:.2g}."
+        )
+    return lines
 
 
 def agreement(rows: list[dict], out: Path) -> list[str]:
@@ -139,7 +167,9 @@ def simulate(n_draws: int = 200) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], agreeing: list[str], simulated: list[dict], header: str) -> str:
+def markdown(
+    rows: list[dict], agreeing: list[str], shifted: list[str], simulated: list[dict], header: str
+) -> str:
     lines = [
         header,
         "",
@@ -163,6 +193,8 @@ def markdown(rows: list[dict], agreeing: list[str], simulated: list[dict], heade
         lines.append(f"- {r['model']} / {r['config']}: {json.dumps(r['test_recall_per_defect_type'])}")
     if agreeing:
         lines += ["", "Agreement of the good calibration scores of full runs:", "", *agreeing]
+    if shifted:
+        lines += ["", "Good calibration scores against good test scores:", "", *shifted]
     lines += [
         "",
         "Tail extrapolation on simulated good scores (FalseRejectThreshold(0.01), 200 draws each): the true",
@@ -226,7 +258,9 @@ def main() -> None:
     rows = list(latest.values())
     machines = sorted({f"{r['date']} on {r['machine']}" for r in rows})
     header = f"Runs: {'; '.join(machines)}; data {args.data}."
-    (args.out / "results.md").write_text(markdown(rows, agreement(rows, args.out), simulate(), header))
+    (args.out / "results.md").write_text(
+        markdown(rows, agreement(rows, args.out), shift(rows, args.out), simulate(), header)
+    )
     print((args.out / "results.md").read_text())
 
 

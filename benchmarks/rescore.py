@@ -81,7 +81,7 @@ def main() -> None:
             start = time.perf_counter()
             scored = score_records(detector, splits.test)
             speed = len(splits.test) / (time.perf_counter() - start)
-            result = scored.evaluate(detector.calibration_.threshold.value_)
+            result = scored.evaluate(detector.calibration.image_threshold)
             per_type = scored.per_type_auroc()
             cells = [json.dumps(v) for v in values]
             cells += [f"{result[k]:.4f}" for k in ("image_auroc", "pixel_auroc", "aupro", "image_f1_max")]

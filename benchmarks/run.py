@@ -67,7 +67,7 @@ def run_one(job: dict) -> dict:
     scored = score_records(detector, splits.test)
     end_to_end_ips = len(splits.test) / (time.perf_counter() - start)
     rss_model = peak_rss_mb()
-    result = scored.evaluate(detector.calibration_.threshold.value_)
+    result = scored.evaluate(detector.calibration.image_threshold)
     complexity = measure(detector.module_, detector.input_resize.size)
     return {
         **job,

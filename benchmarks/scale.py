@@ -29,7 +29,7 @@ def run_job(job: dict) -> dict:
 
         scorer = open_scorer(job["model"], threads=job["threads"])
         start = time.perf_counter()
-        n = sum(len(p.score) for _, p in scorer.iter_predict(paths))
+        n = sum(len(b.prediction.score) for b in scorer.iter_predict(paths))
         return {"images": n, "seconds": time.perf_counter() - start, "startup_s": 0.0}
     import ray
 

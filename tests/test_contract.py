@@ -1,15 +1,64 @@
-"""One suite every registered detector must pass (in the spirit of sklearn's estimator checks)."""
+"""One suite every registered detector must pass (in the spirit of sklearn's estimator checks).
+
+It also shows that a detector takes one class in one file: `MeanImage` below is defined here alone, and
+the suite, `create`, `load`, `defectlens models` and the exporter accept it like the built-in ones.
+"""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
 
+from defectlens.core.settings import NON_NEGATIVE
 from defectlens.data import load_mvtec
 from defectlens.errors import CheckpointError, ConfigError, NotFittedError
-from defectlens.models import create, list_detectors, load
+from defectlens.models import Detector, create, list_detectors, load, register
+from defectlens.models.smoothing import gaussian_blur
 
 SMALL = {"image_size": 64, "batch_size": 4, "device": "cpu"}
+
+
+class MeanImageModel(nn.Module):
+    """Score map: per-pixel distance to the mean good image, blurred; image score: its maximum."""
+
+    def __init__(self, mean: torch.Tensor, blur_sigma: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.blur_sigma = blur_sigma
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = gaussian_blur((images - self.mean).abs().mean(1), self.blur_sigma)
+        return maps.flatten(1).amax(1), maps
+
+
+@register("test-mean-image")
+class MeanImage(Detector):
+    """The smallest detector there is: the distance of each pixel to the mean good image.
+
+    Args:
+        blur_sigma: Gaussian smoothing of the map in pixels.
+    """
+
+    settings: ClassVar = {"blur_sigma": NON_NEGATIVE}
+
+    def __init__(self, blur_sigma: float = 1.0, **base: Any) -> None:
+        super().__init__(**base)
+        self.blur_sigma = blur_sigma
+
+    def _fit_module(self, train, val, context) -> nn.Module:
+        images = torch.cat([batch.images for batch in train])
+        return MeanImageModel(images.mean(0), self.blur_sigma).to(context.device)
+
+    def _build_module(self, state) -> nn.Module:
+        return MeanImageModel(torch.empty_like(state["mean"]), self.blur_sigma)
+
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        return MeanImageModel(torch.zeros(3, *self.input_resize.size), self.blur_sigma)
 
 
 @pytest.fixture(scope="module", params=list_detectors())
@@ -47,9 +96,8 @@ def test_scratches_score_higher_than_good(fitted):
 
 def test_threshold_maps_to_one_half(fitted):
     detector, _, _ = fitted
-    assert detector.calibration_.normalizer.transform(np.array([detector.calibration_.threshold.value_]))[
-        0
-    ] == pytest.approx(0.5)
+    calibration = detector.calibration
+    assert calibration.normalizer.transform(np.array([calibration.image_threshold]))[0] == pytest.approx(0.5)
 
 
 def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):
@@ -102,7 +150,7 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
     import torch
 
     torch.save({"hello": 1}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a defectlens checkpoint"):
+    with pytest.raises(CheckpointError, match="other.pt is not a defectlens image detector checkpoint"):
         load(tmp_path / "other.pt")
 
 
@@ -122,7 +170,47 @@ def test_complexity_of_the_shaped_module_matches_a_fitted_one(fitted, quick):
     from defectlens.models.complexity import measure
 
     detector, _, splits = fitted
-    shaped = quick(detector.name)._shaped_module(len(splits.train))
+    shaped = quick(detector.name).shaped_module(len(splits.train))
     real, estimate = measure(detector.module_, (64, 64)), measure(shaped, (64, 64))
     assert estimate.parameters == real.parameters
     assert estimate.gflops == pytest.approx(real.gflops, rel=0.2)  # the memory bank size depends on rounding
+
+
+def test_a_detector_defined_in_one_test_file_works_everywhere(tiny_mvtec, tmp_path, quick):
+    from defectlens.cli import app
+    from defectlens.export import export_detector
+    from defectlens.inference import Inferencer
+
+    assert "test-mean-image" in list_detectors()
+    listing = CliRunner().invoke(app, ["models"]).output
+    assert "test-mean-image" in listing and "blur_sigma = 1.0" in listing
+    with pytest.raises(ConfigError, match="blur_sigma must be a number >= 0, got -1"):
+        create("test-mean-image", blur_sigma=-1).check_params()
+    splits = load_mvtec(tiny_mvtec, val_fraction=0.25)
+    detector = quick("test-mean-image").fit(splits)
+    restored = load(detector.save(tmp_path / "model.pt"))
+    exported = Inferencer(export_detector(restored, tmp_path / "onnx", "onnx"))
+    assert exported.name == "test-mean-image"
+    ours, theirs = detector.predict(splits.test), exported.predict(splits.test)
+    np.testing.assert_allclose(theirs.score, ours.score, atol=1e-4)
+
+
+def test_detector_and_inferencer_keep_one_scorer_contract(tiny_mvtec, tmp_path, quick):
+    from defectlens.engine.predict import Scorer
+    from defectlens.export import export_detector
+    from defectlens.inference import Inferencer
+
+    splits = load_mvtec(tiny_mvtec, val_fraction=0.25)
+    detector = quick("test-mean-image").fit(splits)
+    exported = Inferencer(export_detector(detector, tmp_path / "onnx", "onnx"))
+    assert isinstance(detector, Scorer) and isinstance(exported, Scorer)
+    assert exported.calibration.to_dict() == detector.calibration.to_dict()
+    assert exported.input_resize == detector.input_resize
+    assert exported.get_params() == detector.get_params()
+    ours, theirs = (next(s.iter_predict(splits.test)) for s in (detector, exported))
+    assert type(ours) is type(theirs)
+    assert ours.names == theirs.names == [str(r.path) for r in splits.test[: len(ours.names)]]
+    from defectlens.data import read_image
+
+    for image, record in zip(ours.images, splits.test, strict=False):
+        np.testing.assert_array_equal(image, read_image(record.path))  # decoded once, handed on

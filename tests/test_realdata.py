@@ -18,7 +18,7 @@ from defectlens.models import create
 
 
 def evaluate(detector, splits) -> dict:
-    return score_records(detector, splits.test).evaluate(detector.calibration_.threshold.value_)
+    return score_records(detector, splits.test).evaluate(detector.calibration.image_threshold)
 
 
 @pytest.fixture(scope="module")

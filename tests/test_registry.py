@@ -18,7 +18,7 @@ class Widget:
 
 
 def test_register_create_and_errors_name_what_is_valid():
-    registry: Registry = Registry("widget", builtin=[])
+    registry: Registry = Registry("widget")
     registry.register("plain")(Widget)
     assert Widget.name == "plain" and registry.names() == ["plain"]
     made = registry.create("plain", size=3, colour=None)  # None keeps the default
@@ -31,9 +31,9 @@ def test_register_create_and_errors_name_what_is_valid():
         registry.register("plain")(type("Other", (Widget,), {}))
 
 
-def test_builtin_modules_are_imported_on_first_lookup():
-    registry: Registry = Registry("detector", builtin=["defectlens.models.padim"])
-    assert registry.names() == []  # the padim module registers into the image registry, not this one
+def test_every_module_of_the_package_is_imported_on_first_lookup():
+    registry: Registry = Registry("detector", package="defectlens.models")
+    assert registry.names() == []  # the families register into the image registry, not this one
     from defectlens.models import list_detectors
 
     assert {"anogan", "fanogan", "padim", "patchcore", "stfpm", "autoencoder"} <= set(list_detectors())

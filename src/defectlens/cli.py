@@ -188,7 +188,7 @@ def train_command(
             f"fitted [bold]{model}[/] in {result.info.fit_seconds:.1f} s on {result.info.n_train} images"
         )
         console.print(
-            "operating point: " + _operating_point_line(result.detector.calibration_.operating_point())
+            "operating point: " + _operating_point_line(result.detector.calibration.operating_point())
         )
         console.print(f"run folder: {result.run}   next: defectlens test --run {result.run}")
 
@@ -525,8 +525,7 @@ def info_command(
             rows = []
             for name in model or list_detectors():
                 detector = create(name, image_size=image_size, **params)
-                detector._check_params()
-                rows.append((name, detector._shaped_module(train_images), detector.input_resize.size))
+                rows.append((name, detector.shaped_module(train_images), detector.input_resize.size))
         for name, module, size in rows:
             c = measure(module, size)
             table.add_row(

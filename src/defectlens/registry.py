@@ -1,12 +1,15 @@
 """A name -> class registry: the CLI, configs and checkpoints resolve names only through one.
 
-Image detectors (`defectlens.models`) and audio detectors (`defectlens.audio.models`) each keep one.
+Image detectors (`defectlens.models`) and audio detectors (`defectlens.audio.models`) each keep one. A
+class registers in one step, by `@register(name)` where it is defined; the registry imports every module
+of its package on first lookup, so a new family needs no list edited elsewhere.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+import pkgutil
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from defectlens.errors import ConfigError
@@ -19,13 +22,15 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the classes are, for messages ("model", "audio model").
-        builtin: modules whose import registers the built-in classes, imported on first lookup.
+        package: the package whose modules and sub-packages define the built-in classes; all of them are
+            imported on first lookup, which runs their `@register` decorators (None: no built-in ones).
     """
 
-    def __init__(self, kind: str, builtin: Sequence[str]) -> None:
+    def __init__(self, kind: str, package: str | None = None) -> None:
         self.kind = kind
-        self.builtin = tuple(builtin)
+        self.package = package
         self._classes: dict[str, T] = {}
+        self._imported = False
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator that makes a class available as `create(name)`."""
@@ -67,5 +72,9 @@ class Registry(Generic[T]):
         return cls(**{k: v for k, v in params.items() if v is not None})
 
     def _import_builtin(self) -> None:
-        for module in self.builtin:
-            importlib.import_module(module)  # runs the module's @register decorators
+        if self._imported or self.package is None:
+            return
+        package = importlib.import_module(self.package)
+        for module in pkgutil.iter_modules(package.__path__, prefix=f"{self.package}."):
+            importlib.import_module(module.name)
+        self._imported = True

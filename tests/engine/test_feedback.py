@@ -55,7 +55,7 @@ def test_refit_grows_the_bank_recalibrates_and_records_both_metrics(tested_run):
     assert history == [entry]
     # the marked good images now sit in the bank: they score near zero
     scores = refitted.predict(good).raw_score
-    assert torch.tensor(scores).max() < refitted.calibration_.threshold.value_
+    assert torch.tensor(scores).max() < refitted.calibration.image_threshold
 
 
 def test_refit_without_marks_says_what_to_do(tested_run):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from defectlens.engine.loop import (
+from defectlens.core.loop import (
     HISTORY_FILE,
     STATE_FILE,
     EpochLoop,
@@ -92,7 +92,7 @@ def test_batches_cover_every_image_once():
 
 
 def test_make_optimizer_builds_each_kind_and_names_a_bad_one():
-    from defectlens.engine.loop import make_optimizer
+    from defectlens.core.loop import make_optimizer
 
     params = [nn.Parameter(torch.zeros(2))]
     adam = make_optimizer("adam", params, 1e-3, 0.5, 1e-4)

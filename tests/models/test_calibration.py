@@ -32,7 +32,8 @@ def test_too_few_distinct_images_are_refused():
     [
         ("patchcore", {}, "leave-image-out (17 images)"),
         ("patchcore", {"out_of_fold": "folds"}, "out-of-fold (5 folds of 17 images)"),
-        ("padim", {}, "out-of-fold (5 folds of 17 images)"),
+        ("padim", {}, "leave-image-out (17 images)"),
+        ("padim", {"out_of_fold": "folds"}, "out-of-fold (5 folds of 17 images)"),
     ],
 )
 def test_a_duplicated_training_image_gets_no_free_pass(name, params, source, quick, make_texture):
@@ -49,6 +50,15 @@ def test_a_duplicated_training_image_gets_no_free_pass(name, params, source, qui
     assert detector.calibration_.source == source
 
 
+def test_padim_leave_image_out_equals_a_refit_without_the_image(quick, make_texture):
+    """The closed-form downdate gives the score of the image under Gaussians fitted without it."""
+    images = [make_texture(i) for i in range(12)]
+    left_out = quick("padim").fit(images).calibration_.good_scores
+    for j in (0, 7):
+        refit = quick("padim").fit(images[:j] + images[j + 1 :])
+        assert left_out[j] == pytest.approx(refit.predict(images[j]).raw_score[0], rel=1e-3)
+
+
 def _resized(detector, image):
     resized, _ = detector.input_resize.image(image)
     return resized[None]
@@ -59,7 +69,7 @@ def test_out_of_fold_detectors_calibrate_on_every_good_image(tiny_mvtec, quick):
     detector = quick("padim").fit(splits)
     point = detector.calibration_.operating_point()
     assert point["n_good"] == len(splits.train) + len(splits.val) == 16
-    assert point["scores_from"] == "out-of-fold (5 folds of 16 images)"
+    assert point["scores_from"] == "leave-image-out (16 images)"
     assert point["policy"] == "false_reject_rate" and point["rate"] == 0.01
     assert point["method"] == "exponential tail"  # 16 scores cannot show 1 %
     assert point["guaranteed_false_reject_rate"] == pytest.approx(1 - 0.05 ** (1 / 16))
@@ -103,8 +113,9 @@ def test_a_checkpoint_of_the_old_calibration_still_loads(tiny_mvtec, tmp_path, q
     detector = quick("padim").fit(splits)
     path = detector.save(tmp_path / "new.pt")
     checkpoint = torch.load(path, weights_only=True)
-    for key in ("threshold_policy", "false_reject_rate", "recall", "calibration_folds"):
+    for key in ("threshold_policy", "false_reject_rate", "recall", "calibration_folds", "out_of_fold"):
         del checkpoint["params"][key]
+    del checkpoint["kind"]  # old checkpoints did not record it
     post = checkpoint["post"]
     for key in ("source", "defective_scores"):
         del post[key]
@@ -113,5 +124,5 @@ def test_a_checkpoint_of_the_old_calibration_still_loads(tiny_mvtec, tmp_path, q
     with caplog.at_level("WARNING"):
         old = load(tmp_path / "old.pt")
     assert old.calibration_.image_threshold == 3.5 and old.calibration_.threshold.kind == "quantile"
-    assert "fit it again for out-of-fold calibration" in caplog.text
+    assert "fit it again for held-out or out-of-fold calibration" in caplog.text
     np.testing.assert_allclose(old.predict(splits.test).raw_score, detector.predict(splits.test).raw_score)

@@ -99,7 +99,7 @@ def test_numpy_upload_and_health_model_endpoints(artefacts, service):
     assert httpx.get(f"{service}/v1/health").json()["status"] == "ok"  # no key needed
     info = httpx.get(f"{service}/v1/model", headers={"Authorization": f"Bearer {KEY}"}).json()
     assert info["model"] == "padim" and info["input_size"] == [64, 64] and info["runtime"] == "onnxruntime"
-    assert info["threshold"] == pytest.approx(detector.calibration_.threshold.value_)
+    assert info["threshold"] == pytest.approx(detector.calibration.image_threshold)
     assert httpx.get(f"{service}/openapi.json").status_code == 200
 
 

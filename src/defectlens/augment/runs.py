@@ -107,11 +107,11 @@ def train_run(
         DataError: empty folder or unreadable image. ConfigError: bad setting, or `out` exists.
         CheckpointError: `resume` without training state in `out`.
     """
-    from defectlens.engine.loop import STATE_FILE
+    from defectlens.core.loop import STATE_FILE
     from defectlens.engine.runs import prepare_output
 
     settings = dict(settings or {})
-    dcgan(settings)._check_params()  # fail on a bad setting before reading any image
+    dcgan(settings).check_params()  # fail on a bad setting before reading any image
     images = load_image_set(data, {**DEFAULTS, **settings}["image_size"], settings.get("channels"), progress)
     detector = dcgan({**settings, "channels": images.channels})
     out = Path(out)

@@ -10,9 +10,16 @@ from timm.models._features_fx import FeatureGraphNet
 from torch import nn
 
 from defectlens.backbones.weights import load_pretrained
+from defectlens.core.settings import FilePath, Integer, Items, Optional, Text
 from defectlens.errors import ConfigError
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+# Checks of the settings of a detector built on a frozen backbone (timm name, feature layers, weight file).
+BACKBONE_SETTINGS = {
+    "backbone": Text(),
+    "layers": Items(Integer(0)),
+    "weights": Optional(FilePath(), "packaged or cached ImageNet weights"),
+}
 
 
 def _create(name: str) -> nn.Module:

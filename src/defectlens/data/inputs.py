@@ -31,6 +31,7 @@ class Sample:
     path: str
     defect_type: str
     geometry: Geometry
+    original: np.ndarray  # (H, W, 3) uint8 as decoded, so reports draw on it without decoding again
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Batch:
     paths: list[str] = field(default_factory=list)
     defect_types: list[str] = field(default_factory=list)
     geometries: list[Geometry] = field(default_factory=list)
+    originals: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 as decoded
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -56,6 +58,7 @@ class Batch:
             self.paths,
             self.defect_types,
             self.geometries,
+            self.originals,
         )
 
 
@@ -93,6 +96,7 @@ class ImageDataset(Dataset):
             path=str(record.path),
             defect_type=record.defect_type,
             geometry=geometry,
+            original=rgb,
         )
 
 
@@ -107,6 +111,7 @@ def collate(samples: list[Sample]) -> Batch:
         paths=[s.path for s in samples],
         defect_types=[s.defect_type for s in samples],
         geometries=[s.geometry for s in samples],
+        originals=[s.original for s in samples],
     )
 
 
@@ -121,7 +126,8 @@ class ArrayDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> Sample:
-        image, geometry = self.resize.image(as_rgb(self.images[index], f"image {index}"))
+        rgb = as_rgb(self.images[index], f"image {index}")
+        image, geometry = self.resize.image(rgb)
         return Sample(
             image=torch.from_numpy(image),
             label=-1,
@@ -129,6 +135,7 @@ class ArrayDataset(Dataset):
             path=f"<array {index}>",
             defect_type="",
             geometry=geometry,
+            original=rgb,
         )
 
 

@@ -99,7 +99,7 @@ class ScoreWorker:
 
     def _score(self, paths: list[str]) -> list[dict[str, Any]]:
         rows = []
-        for _, prediction in self.scorer.iter_predict(paths, batch_size=len(paths)):
+        for prediction in (b.prediction for b in self.scorer.iter_predict(paths, batch_size=len(paths))):
             for i in range(len(prediction.score)):
                 entry, *_ = describe(paths[len(rows)], prediction, i, self.task)
                 boxes = json.dumps(entry["boxes"]) if "boxes" in entry else None

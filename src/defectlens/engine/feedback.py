@@ -84,5 +84,5 @@ def refit_with_feedback(run: str | Path, progress: bool = True) -> dict[str, Any
 def _metrics(detector: Detector, records: list[Record]) -> dict[str, Any] | None:
     if not records or len({r.label for r in records}) < 2:
         return None  # AUROC needs good and defective test images
-    result = score_records(detector, records).evaluate(detector.calibration_.image_threshold)
+    result = score_records(detector, records).evaluate(detector.calibration.image_threshold)
     return {key: result.get(key) for key in REPORTED}

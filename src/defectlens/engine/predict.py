@@ -9,16 +9,16 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from defectlens.data.datasets import records_from_paths
-from defectlens.data.io import read_image
+from defectlens.data.transforms import Resize
 from defectlens.engine.runs import CHECKPOINT, prepare_output, unique_stem
 from defectlens.errors import CheckpointError
 from defectlens.inference.artifact import MANIFEST
-from defectlens.post.prediction import Prediction
+from defectlens.post.prediction import Calibration, Prediction, ScoredBatch
 from defectlens.post.tasks import Box, Regions, check_task, regions
 from defectlens.reports.figures import overlay, save_image
 
@@ -27,12 +27,23 @@ logger = logging.getLogger(__name__)
 PREDICTIONS = "predictions.jsonl"
 
 
+@runtime_checkable
 class Scorer(Protocol):
-    """What predicting needs: a fitted `Detector` and an exported model's `Inferencer` both are one."""
+    """What predicting and serving need: a fitted `Detector` and an exported model's `Inferencer` both
+    are one, with the same attributes and the same stream of (names, `Prediction`)."""
+
+    name: str
+    runtime: str
+    calibration: Calibration
+    input_resize: Resize
+
+    def get_params(self) -> dict[str, Any]: ...
 
     def iter_predict(
         self, images: Any, batch_size: int | None = None, progress: bool = False
-    ) -> Iterator[tuple[Any, Prediction]]: ...
+    ) -> Iterator[ScoredBatch]: ...
+
+    def predict(self, images: Any, batch_size: int | None = None, progress: bool = False) -> Prediction: ...
 
 
 def open_scorer(path: str | Path, backend: str = "auto", threads: int | None = None) -> Scorer:
@@ -89,15 +100,11 @@ def predict_images(
     out = prepare_output(Path(out), force, "prediction folder")
     used: set[str] = set()
     with (out / PREDICTIONS).open("w") as lines:
-        offset = 0
-        for _, prediction in scorer.iter_predict(records, progress=progress):
-            for i in range(len(prediction.score)):
-                record = records[offset + i]
-                name = unique_stem(record.path, used)
-                lines.write(
-                    json.dumps(_write_entry(record.path, prediction, i, task, min_area, out, name)) + "\n"
-                )
-            offset += len(prediction.score)
+        for batch in scorer.iter_predict(records, progress=progress):
+            for i, (path, image) in enumerate(zip(batch.names, batch.images, strict=True)):
+                name = unique_stem(Path(path), used)
+                entry = _write_entry(path, image, batch.prediction, i, task, min_area, out, name)
+                lines.write(json.dumps(entry) + "\n")
     return out / PREDICTIONS
 
 
@@ -138,12 +145,19 @@ def drawn(found: Regions, task: str) -> tuple[np.ndarray | None, list[Box] | Non
 
 
 def _write_entry(
-    path: Path, prediction: Prediction, i: int, task: str, min_area: int, out: Path, name: str
+    path: str,
+    image: np.ndarray,
+    prediction: Prediction,
+    i: int,
+    task: str,
+    min_area: int,
+    out: Path,
+    name: str,
 ) -> dict:
-    entry, heat, found = describe(str(path), prediction, i, task, min_area)
+    entry, heat, found = describe(path, prediction, i, task, min_area)
     mask, boxes = drawn(found, task)
     if mask is not None:
         entry["mask"] = str(save_image(mask, out / "masks" / f"{name}.png").relative_to(out))
-    picture = overlay(read_image(path), heat, pred_mask=mask, boxes=boxes)
+    picture = overlay(image, heat, pred_mask=mask, boxes=boxes)
     entry["overlay"] = str(save_image(picture, out / "overlays" / f"{name}.png").relative_to(out))
     return entry

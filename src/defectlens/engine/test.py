@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from defectlens import metrics
-from defectlens.data import Record, read_image, read_mask
+from defectlens.core.context import progress_bar
+from defectlens.data import Record, read_mask
+from defectlens.data.inputs import as_dataset, loader
 from defectlens.engine.runs import (
     CHECKPOINT,
     METRICS,
@@ -93,13 +95,17 @@ class Scored:
 def score_records(
     detector: Detector,
     records: list[Record],
-    on_image: Callable[[Record, Prediction, int], None] | None = None,
+    on_image: Callable[[Record, np.ndarray, Prediction, int], None] | None = None,
     progress: bool = False,
 ) -> Scored:
-    """Predict labelled records batch by batch; `on_image(record, prediction, index)` sees each image."""
+    """Predict labelled records batch by batch; `on_image(record, image, prediction, index)` sees each
+    image as decoded, with its batch's prediction."""
     scores, labels, types, maps, masks = [], [], [], [], []
     offset = 0
-    for batch, prediction in detector.iter_predict(records, progress=progress):
+    calibration = detector.calibration
+    data = loader(as_dataset(records, detector.input_resize), detector.batch_size)
+    for batch in progress_bar(data, progress, "test"):
+        prediction = calibration.apply(*detector.score_batch(batch.images), batch.geometries)
         scores.append(prediction.raw_score)
         labels.append(batch.labels.numpy())
         types += batch.defect_types
@@ -108,14 +114,15 @@ def score_records(
                 maps.append(geometry.crop_content(prediction.raw_map[i]))
                 masks.append(geometry.crop_content(mask.numpy()))
             if on_image is not None:
-                on_image(records[offset + i], prediction, i)
+                on_image(records[offset + i], batch.originals[i], prediction, i)
         offset += len(batch)
     return Scored(np.concatenate(scores), np.concatenate(labels), types, maps, masks)
 
 
-def write_panel(path: Path, record: Record, prediction: Prediction, index: int, min_area: int) -> None:
+def write_panel(
+    path: Path, record: Record, image: np.ndarray, prediction: Prediction, index: int, min_area: int
+) -> None:
     """One report picture: the image, its heatmap with predicted mask and boxes, and the ground truth."""
-    image = read_image(record.path)
     geometry = prediction.geometries[index]
     heat = geometry.to_original(prediction.anomaly_map[index])
     gt = read_mask(record.mask_path) if record.mask_path else None
@@ -154,7 +161,7 @@ def evaluate_run(
     report_seconds = 0.0
     per_image: list[dict[str, Any]] = []
 
-    def on_image(record: Record, prediction: Prediction, index: int) -> None:
+    def on_image(record: Record, image: np.ndarray, prediction: Prediction, index: int) -> None:
         nonlocal report_seconds
         per_image.append(
             {
@@ -170,15 +177,14 @@ def evaluate_run(
             return
         tic = time.perf_counter()
         name = unique_stem(record.path, used)
-        write_panel(
-            report_dir / "images" / record.defect_type / f"{name}.png", record, prediction, index, min_area
-        )
+        path = report_dir / "images" / record.defect_type / f"{name}.png"
+        write_panel(path, record, image, prediction, index, min_area)
         report_seconds += time.perf_counter() - tic
 
     start = time.perf_counter()
     scored = score_records(detector, test, on_image, progress)
     elapsed = time.perf_counter() - start - report_seconds  # decoding, model and post-processing
-    calibration = detector.calibration_
+    calibration = detector.calibration
     threshold = calibration.image_threshold
     result = scored.evaluate(threshold)
     result["operating_point"] = {**calibration.operating_point(), **scored.at_threshold(threshold)}
@@ -187,7 +193,7 @@ def evaluate_run(
     raw_scores, labels = scored.raw_scores, scored.labels
     result["per_defect_type_auroc"] = scored.per_type_auroc()
     result["images_per_second"] = round(len(test) / elapsed, 2)
-    result["pixel_threshold"] = calibration.pixel_threshold.value_
+    result["pixel_threshold"] = calibration.pixel_threshold_value
     result["data"] = spec.describe()
     write_json(run / METRICS, result)
     (run / TEST_PREDICTIONS).write_text("".join(json.dumps(entry) + "\n" for entry in per_image))

@@ -72,7 +72,7 @@ def train(
         DataError: the dataset layout is wrong.
     """
     detector = create(model, **(params or {}))
-    detector._check_params()  # fail on a bad setting before any data is read
+    detector.check_params()  # fail on a bad setting before any data is read
     if resume and force:
         raise ConfigError("--resume continues the run in the folder and --force deletes it: choose one")
     splits = data.load()

@@ -59,7 +59,7 @@ def export_detector(detector: Detector, out: str | Path, format: str = "onnx", f
     """
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {list(FORMATS)}, got '{format}'")
-    detector._check_is_fitted()
+    detector.check_is_fitted()
     if not detector.exportable:
         raise ConfigError(
             f"{detector.name} cannot be exported: its scoring is not a fixed graph of tensor operations "
@@ -96,7 +96,7 @@ def export_detector(detector: Detector, out: str | Path, format: str = "onnx", f
             "range": [0.0, 1.0],
             "normalization": "pixel / 255 only; the backbone's mean/std are applied inside the graph",
         },
-        calibration=detector.calibration_.to_dict(),
+        calibration=detector.calibration.to_dict(),
         defectlens_version=__version__,
     ).save(out)
     _check_parity(detector, module, example, out)
@@ -140,7 +140,7 @@ def _check_parity(detector: Detector, module: torch.nn.Module, example: torch.Te
     with torch.inference_mode():
         torch_scores, _ = module(example)
     exported_scores, _ = Inferencer(out).score_batch(example.numpy())
-    normalise = detector.calibration_.normalizer.transform
+    normalise = detector.calibration.normalizer.transform
     difference = float(np.abs(normalise(torch_scores.numpy()) - normalise(exported_scores)).max())
     if not difference <= PARITY_TOLERANCE:
         raise DefectlensError(

@@ -14,7 +14,7 @@ from defectlens.data.transforms import Resize
 from defectlens.errors import ConfigError, DataError
 from defectlens.inference.artifact import Manifest
 from defectlens.inference.backends import open_backend
-from defectlens.post.prediction import Calibration, Prediction
+from defectlens.post.prediction import Calibration, Prediction, ScoredBatch
 
 
 def iter_images(images: Any) -> Iterator[tuple[str, np.ndarray]]:
@@ -66,6 +66,20 @@ class Inferencer:
         self.calibration = Calibration.from_dict(self.manifest.calibration)
         self.batch_size = int(self.manifest.params.get("batch_size", 8))
 
+    @property
+    def name(self) -> str:
+        """The exported detector's registered name."""
+        return self.manifest.detector
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model: the export runtime (a `Detector` says "torch")."""
+        return self.backend
+
+    def get_params(self) -> dict[str, Any]:
+        """The exported detector's settings, as `Detector.get_params` gives them."""
+        return dict(self.manifest.params)
+
     def __repr__(self) -> str:
         name, backend = self.manifest.detector, self.backend
         return f"Inferencer({str(self.directory)!r}, detector={name!r}, backend={backend!r})"
@@ -87,8 +101,8 @@ class Inferencer:
 
     def iter_predict(
         self, images: Any, batch_size: int | None = None, progress: bool = False
-    ) -> Iterator[tuple[list[str], Prediction]]:
-        """Predict batch by batch; yields the images' names (paths) and their `Prediction`."""
+    ) -> Iterator[ScoredBatch]:
+        """Predict batch by batch; yields each batch's names (paths), decoded images and `Prediction`."""
         size = batch_size or self.batch_size
         if size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {size}")
@@ -98,19 +112,21 @@ class Inferencer:
 
             stream = tqdm(stream, desc="predict", unit="image", leave=False)
         names: list[str] = []
-        batch: list[np.ndarray] = []
-        geometries = []
+        originals: list[np.ndarray] = []
         for name, rgb in stream:
-            image, geometry = self.input_resize.image(rgb)
             names.append(name)
-            batch.append(image)
-            geometries.append(geometry)
-            if len(batch) == size:
-                yield names, self.calibration.apply(*self.score_batch(np.stack(batch)), geometries)
-                names, batch, geometries = [], [], []
-        if batch:
-            yield names, self.calibration.apply(*self.score_batch(np.stack(batch)), geometries)
+            originals.append(rgb)
+            if len(names) == size:
+                yield self._scored(names, originals)
+                names, originals = [], []
+        if names:
+            yield self._scored(names, originals)
+
+    def _scored(self, names: list[str], originals: list[np.ndarray]) -> ScoredBatch:
+        resized = [self.input_resize.image(rgb) for rgb in originals]
+        raw = self.score_batch(np.stack([image for image, _ in resized]))
+        return ScoredBatch(names, originals, self.calibration.apply(*raw, [g for _, g in resized]))
 
     def predict(self, images: Any, batch_size: int | None = None, progress: bool = False) -> Prediction:
         """Score images: paths, a folder, `Record`s or uint8 arrays (H, W, 3); maps at the input size."""
-        return Prediction.concatenate([p for _, p in self.iter_predict(images, batch_size, progress)])
+        return Prediction.concatenate([b.prediction for b in self.iter_predict(images, batch_size, progress)])

@@ -15,11 +15,9 @@ training images; the others hold a split out of training.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -27,102 +25,43 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from defectlens import __version__
+from defectlens.core.checkpoint import restore_weights, warn_refit, write_checkpoint
+from defectlens.core.context import FitContext, progress_bar, resolve_device
+from defectlens.core.estimator import Estimator
+from defectlens.core.settings import Integer, OneOf
 from defectlens.data.datasets import DataSplits, load_folder
 from defectlens.data.inputs import Batch, as_dataset, loader
-from defectlens.data.transforms import Resize
-from defectlens.errors import CheckpointError, ConfigError, DataError, NotFittedError
-from defectlens.post.prediction import Calibration, Prediction
-from defectlens.post.threshold import ThresholdPolicy
+from defectlens.data.transforms import RESIZE_MODES, Resize
+from defectlens.errors import ConfigError, DataError
+from defectlens.post.prediction import Calibration, Prediction, ScoredBatch
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class FitContext:
-    """What `_fit_module` needs besides the data.
-
-    Attributes:
-        device: where to fit.
-        progress: show progress bars.
-        work_dir: folder for training state of iterative models (resume after an interruption);
-            `None` keeps nothing on disk.
-        resume: continue from the state in `work_dir` instead of starting over.
-    """
-
-    device: torch.device
-    progress: bool = False
-    work_dir: Path | None = None
-    resume: bool = False
-
-
-def resolve_device(device: str) -> torch.device:
-    """`"auto"` means CUDA when available, else CPU; anything else goes to torch as is."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as error:
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got '{device}'") from error
-
-
-def progress_bar(iterable: Any, enabled: bool, desc: str, total: int | None = None) -> Any:
-    """A tqdm bar when `enabled`, else the iterable untouched."""
-    return tqdm(iterable, desc=desc, total=total, unit="batch", leave=False) if enabled else iterable
-
-
+CHECKPOINT_KIND = "image_detector"
 HELD_OUT_FRACTION = 0.1  # share of the good images held out when a detector cannot score out of fold
 
 
-class Detector(ABC):
-    """Base class of every anomaly detector.
+class Detector(Estimator, ABC):
+    """Base class of every image anomaly detector.
 
     Args:
         image_size: side of the square model input in pixels.
         resize: "squash" (plain resize) or "pad" (keep the aspect ratio, pad with black).
-        batch_size: images per forward pass.
-        seed: seed for every random choice the detector makes.
-        device: "auto", "cpu" or "cuda".
-        threshold_policy: how the image threshold is chosen (`ThresholdPolicy`): "false_reject_rate"
-            (the default: reject at most `false_reject_rate` of good parts), "recall" (catch `recall` of
-            the labelled defective calibration images), "quantile" (`threshold_quantile` of the good
-            calibration scores) or "f1" (F1-optimal on labelled calibration images).
-        false_reject_rate, recall, threshold_quantile: the targets of those policies.
+        Other settings (batch_size, seed, device, the threshold policy): see `Estimator`.
     """
 
-    name: ClassVar[str] = ""
+    settings: ClassVar = {"image_size": Integer(32), "resize": OneOf(RESIZE_MODES)}
     # False for detectors whose scoring cannot be written as a fixed graph (e.g. a search at inference).
     exportable: ClassVar[bool] = True
     # How good calibration scores are made without a validation set: "held-out" (a split the model does
     # not train on) or "out-of-fold" (every good image scored by a model fitted on the other folds).
     calibration_scores: ClassVar[str] = "held-out"
 
-    def __init__(
-        self,
-        *,
-        image_size: int = 256,
-        resize: str = "squash",
-        batch_size: int = 8,
-        seed: int = 0,
-        device: str = "auto",
-        threshold_policy: str = "false_reject_rate",
-        false_reject_rate: float = 0.01,
-        recall: float = 0.95,
-        threshold_quantile: float = 0.99,
-    ) -> None:
+    def __init__(self, *, image_size: int = 256, resize: str = "squash", **base: Any) -> None:
+        super().__init__(**base)
         self.image_size = image_size
         self.resize = resize
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.threshold_policy = threshold_policy
-        self.false_reject_rate = false_reject_rate
-        self.recall = recall
-        self.threshold_quantile = threshold_quantile
 
     # ----------------------------------------------------------------------------- subclass hooks
     @abstractmethod
@@ -150,55 +89,27 @@ class Detector(ABC):
         """Learn from more good images without refitting from scratch; False when the model cannot."""
         return False
 
-    def _check_params(self) -> None:
-        """Validate hyper-parameters; subclasses extend it and call super()."""
-        if not isinstance(self.image_size, int) or self.image_size < 32:
-            raise ConfigError(f"image_size must be an integer >= 32, got {self.image_size!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        self.policy().check()
-        Resize(self.image_size, self.resize)
-        resolve_device(self.device)
-
-    # ----------------------------------------------------------------------------- parameters
-    @classmethod
-    def param_names(cls) -> list[str]:
-        """Names of the keyword hyper-parameters, read from the `__init__` signatures."""
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" in vars(klass) and issubclass(klass, Detector):
-                parameters = inspect.signature(klass.__init__).parameters.values()
-                names += [
-                    p.name
-                    for p in parameters
-                    if p.name != "self" and p.kind != p.VAR_KEYWORD and p.name not in names
-                ]
-        return names
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters as given to the constructor."""
-        return {name: getattr(self, name) for name in self.param_names()}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
-
-    def policy(self) -> ThresholdPolicy:
-        """The threshold policy these settings describe."""
-        return ThresholdPolicy(
-            self.threshold_policy, self.false_reject_rate, self.recall, self.threshold_quantile
-        )
+    def shaped_module(self, n_train_images: int) -> nn.Module:
+        """The fitted module's architecture with placeholder state, as fitting on `n_train_images` images
+        would shape it: for complexity reports without fitting (settings checked first)."""
+        self.check_params()
+        return self._shaped_module(n_train_images)
 
     @property
     def input_resize(self) -> Resize:
         """The resize every input goes through before the model."""
         return Resize(self.image_size, self.resize)
 
-    def _check_is_fitted(self) -> None:
-        if not hasattr(self, "module_"):
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted yet: call fit() or load a checkpoint first"
-            )
+    @property
+    def runtime(self) -> str:
+        """What runs the model: "torch" (an `Inferencer` names its export runtime)."""
+        return "torch"
+
+    @property
+    def calibration(self) -> Calibration:
+        """The thresholds and score normalisers (as `Inferencer.calibration`)."""
+        self.check_is_fitted()
+        return self.calibration_
 
     # ----------------------------------------------------------------------------- fit
     def fit(
@@ -227,15 +138,12 @@ class Detector(ABC):
         Returns:
             self, fitted.
         """
-        self._check_params()
-        if resume and work_dir is None:
-            raise ConfigError("resume=True needs the work_dir that holds the training state")
+        self.check_params()
+        context = FitContext.create(self.device, progress, work_dir, resume)
         train, val, source = self._split(data, val)
-        device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         resize = self.input_resize
         train_loader = loader(as_dataset(train, resize), self.batch_size)
-        context = FitContext(device, progress, Path(work_dir) if work_dir else None, resume)
         if val is None:
             logger.info("fitting %s on %d images, calibrating out of fold", self.name, len(train))
             module, scores, maxima, source = self._fit_out_of_fold(train_loader, context)
@@ -254,7 +162,7 @@ class Detector(ABC):
         Detectors whose eager scoring takes a shortcut a graph cannot hold (PatchCore's approximate
         search) return the module as its graph computes.
         """
-        self._check_is_fitted()
+        self.check_is_fitted()
         return copy.deepcopy(self.module_).cpu().eval()
 
     def extend(self, good: Any, train: Any = None, progress: bool = False) -> Self:
@@ -270,7 +178,7 @@ class Detector(ABC):
         Raises:
             ConfigError: the detector must refit and `train` is missing.
         """
-        self._check_is_fitted()
+        self.check_is_fitted()
         device = next(iter(self.module_.buffers()), torch.empty(0)).device
         data = loader(as_dataset(good, self.input_resize), self.batch_size)
         if self._extend_module(data, FitContext(device, progress)):
@@ -325,7 +233,7 @@ class Detector(ABC):
 
         No decoding, resizing or post-processing: what benchmarks time and exports must reproduce.
         """
-        self._check_is_fitted()
+        self.check_is_fitted()
         device = next(iter(self.module_.buffers()), torch.empty(0)).device
         scores, maps = self.module_(images.to(device))
         return scores.float().cpu().numpy(), maps.float().cpu().numpy()
@@ -357,7 +265,7 @@ class Detector(ABC):
                 and add `val` to them, e.g. images a reviewer marked defective.
             source: where the good scores come from, as the operating point reports it.
         """
-        self._check_is_fitted()
+        self.check_is_fitted()
         data = (
             val
             if isinstance(val, DataLoader)
@@ -429,20 +337,21 @@ class Detector(ABC):
 
     def set_threshold(self, image: float | None = None, pixel: float | None = None) -> Self:
         """Fix the image and/or pixel threshold to a raw score chosen by the user."""
-        self._check_is_fitted()
+        self.check_is_fitted()
         self.calibration_ = self.calibration_.with_thresholds(image, pixel)
         return self
 
     # ----------------------------------------------------------------------------- predict
     def iter_predict(
         self, images: Any, batch_size: int | None = None, progress: bool = False
-    ) -> Iterator[tuple[Batch, Prediction]]:
-        """Predict batch by batch, so folders of any size stream through in bounded memory."""
-        self._check_is_fitted()
+    ) -> Iterator[ScoredBatch]:
+        """Predict batch by batch, so folders of any size stream through in bounded memory; yields each
+        batch's names, decoded images and `Prediction`, as `Inferencer.iter_predict` does."""
+        self.check_is_fitted()
         data = loader(as_dataset(images, self.input_resize), batch_size or self.batch_size)
         for batch in progress_bar(data, progress, "predict"):
-            raw_score, raw_map = self.score_batch(batch.images)
-            yield batch, self.calibration_.apply(raw_score, raw_map, batch.geometries)
+            prediction = self.calibration_.apply(*self.score_batch(batch.images), batch.geometries)
+            yield ScoredBatch(batch.paths, batch.originals, prediction)
 
     def predict(self, images: Any, batch_size: int | None = None, progress: bool = False) -> Prediction:
         """Score images: paths, a folder, `Record`s, uint8 arrays (H, W, 3), or a dataset.
@@ -450,70 +359,33 @@ class Detector(ABC):
         Returns:
             A `Prediction` over all images, maps at the model input size.
         """
-        return Prediction.concatenate([p for _, p in self.iter_predict(images, batch_size, progress)])
+        return Prediction.concatenate([b.prediction for b in self.iter_predict(images, batch_size, progress)])
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, path: str | Path, force: bool = False) -> Path:
-        """Write the fitted detector to one file: params, weights, thresholds, normalisers, input spec."""
-        self._check_is_fitted()
-        path = Path(path)
-        if path.exists() and not force:
-            raise CheckpointError(f"checkpoint {path} exists; pass force=True (--force) to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint = {
-            "format_version": FORMAT_VERSION,
-            "defectlens_version": __version__,
-            "detector": self.name,
-            "params": self.get_params(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
-            "post": self.calibration_.to_dict(),
-        }
-        torch.save(checkpoint, path)
-        return path
+        """Write the fitted detector to one file: params, weights, thresholds, normalisers, input spec.
+
+        Raises:
+            CheckpointError: `path` exists and `force` is False.
+        """
+        self.check_is_fitted()
+        params, payload = self.get_params(), {"post": self.calibration_.to_dict()}
+        return write_checkpoint(path, CHECKPOINT_KIND, self.name, params, self.module_, payload, force)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], path: str | Path) -> Self:
+        """The fitted detector a checkpoint dict (read by `core.checkpoint.read_checkpoint`) describes.
+
+        Raises:
+            CheckpointError: the saved weights do not fit the saved settings.
+        """
+        detector = cls(**checkpoint["params"])
+        module = restore_weights(detector._build_module(checkpoint["state_dict"]), checkpoint, path)
+        detector.module_ = module.to(resolve_device(detector.device)).eval()
+        detector.calibration_ = Calibration.from_dict(checkpoint["post"])
+        if "source" not in checkpoint["post"]:
+            warn_refit(path, checkpoint, "on a small held-out split")
+        return detector
 
 
-def load(path: str | Path) -> Detector:
-    """Rebuild a fitted detector from a checkpoint written by `Detector.save`.
-
-    Raises:
-        CheckpointError: the file is missing, unreadable or not a defectlens checkpoint.
-    """
-    from defectlens.models.registry import detector_class
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a corrupt file
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
-    if not isinstance(checkpoint, dict) or "format_version" not in checkpoint:
-        raise CheckpointError(f"{path} is not a defectlens checkpoint")
-    if checkpoint["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format {checkpoint['format_version']}; this defectlens reads up to "
-            f"{FORMAT_VERSION}: upgrade defectlens"
-        )
-    if checkpoint["defectlens_version"] != __version__:
-        logger.warning("checkpoint %s was written by defectlens %s", path, checkpoint["defectlens_version"])
-    detector = detector_class(checkpoint["detector"])(**checkpoint["params"])
-    module = detector._build_module(checkpoint["state_dict"])
-    try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
-        raise CheckpointError(
-            f"checkpoint {path}: the saved weights do not fit its settings: {error}"
-        ) from error
-    detector.module_ = module.to(resolve_device(detector.device)).eval()
-    detector.calibration_ = Calibration.from_dict(checkpoint["post"])
-    if "source" not in checkpoint["post"]:
-        logger.warning(
-            "checkpoint %s keeps the threshold of its defectlens %s (set on a small held-out split); "
-            "fit it again for out-of-fold calibration and a false-reject-rate operating point",
-            path,
-            checkpoint["defectlens_version"],
-        )
-    return detector
-
-
-__all__ = ["Detector", "FitContext", "Prediction", "load", "resolve_device"]
+__all__ = ["CHECKPOINT_KIND", "Detector", "Prediction"]

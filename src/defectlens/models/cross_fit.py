@@ -1,10 +1,11 @@
 """Out-of-fold calibration for detectors fitted from frozen backbone features (PatchCore, PaDiM).
 
-One backbone pass caches every good training image's embedding. Each of k folds is then scored by a
-model fitted on the embeddings of the other folds (a coreset or a set of Gaussians: seconds, no second
-backbone pass), and a last fit on all of them is the model that ships. Every good image thus gets a score
-from a model that did not see it, and the thresholds are fitted on all of those scores. A subclass may
-leave out less than a fold (`_cross_fit`; PatchCore leaves out one image's memory-bank rows).
+One backbone pass caches every good training image's embedding, and the model that ships is fitted on all
+of them. Every good image also gets a score from a model that did not see it, and the thresholds are fitted
+on all of those scores. By default (`out_of_fold="leave-image-out"`) that model is the shipped one without
+the image: PatchCore's memory bank without the rows taken from it, PaDiM's Gaussians with it removed (an
+exact rank-one downdate). With `out_of_fold="folds"`, each of k folds is scored by a model fitted on the
+other folds (k - 1 of k images: its scores run higher than the shipped model's on unseen images).
 
 Exact duplicates (the same pixels after resizing) are always left out together, so a copy of an image in
 the training set never vouches for it.
@@ -22,9 +23,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from defectlens.core.context import FitContext, progress_bar
+from defectlens.core.settings import Integer, OneOf
 from defectlens.data.transforms import Geometry
-from defectlens.errors import ConfigError, DataError
-from defectlens.models.base import Detector, FitContext, progress_bar
+from defectlens.errors import DataError
+from defectlens.models.base import Detector
+
+OUT_OF_FOLD = ("leave-image-out", "folds")
 
 
 def duplicate_groups(digests: list[bytes]) -> np.ndarray:
@@ -78,11 +83,15 @@ class HeldOutScores:
             chunk = indices[start : start + batch_size]
             with torch.inference_mode():
                 scores, maps = self.module.score_embedding(self.embeddings[chunk].to(self.device), self.size)
-            self.scores[chunk] = scores.float().cpu().numpy()
-            self.maxima[chunk] = [
-                self.geometries[i].crop_content(m).max()
-                for i, m in zip(chunk, maps.float().cpu().numpy(), strict=True)
-            ]
+            self.record(chunk, scores, maps)
+
+    def record(self, indices: np.ndarray, scores: torch.Tensor, maps: torch.Tensor) -> None:
+        """Keep the image scores (B,) and maps (B, H, W) of the embeddings at `indices`."""
+        self.scores[indices] = scores.float().cpu().numpy()
+        self.maxima[indices] = [
+            self.geometries[i].crop_content(m).max()
+            for i, m in zip(indices, maps.float().cpu().numpy(), strict=True)
+        ]
 
 
 def _digest(image: torch.Tensor) -> bytes:
@@ -97,22 +106,23 @@ class CrossFitDetector(Detector):
     embeddings (`_fit_state`); fitting and out-of-fold calibration stay here.
 
     Args:
-        calibration_folds: folds of the out-of-fold calibration (at least 2; fewer when there are fewer
+        out_of_fold: how each good training image gets its calibration score from a model that did not
+            see it: "leave-image-out" (the shipped model without that image and its exact duplicates) or
+            "folds" (`calibration_folds` models, each fitted without one fold).
+        calibration_folds: folds of `out_of_fold="folds"` (at least 2; fewer when there are fewer
             distinct images).
         Other settings: see `Detector`.
     """
 
     calibration_scores: ClassVar[str] = "out-of-fold"
+    settings: ClassVar = {"out_of_fold": OneOf(OUT_OF_FOLD), "calibration_folds": Integer(2)}
 
-    def __init__(self, *, calibration_folds: int = 5, **base: Any) -> None:
+    def __init__(
+        self, *, out_of_fold: str = "leave-image-out", calibration_folds: int = 5, **base: Any
+    ) -> None:
         super().__init__(**base)
+        self.out_of_fold = out_of_fold
         self.calibration_folds = calibration_folds
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        folds = self.calibration_folds
-        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-            raise ConfigError(f"calibration_folds must be an integer >= 2, got {folds!r}")
 
     @abstractmethod
     def _new_module(self, context: FitContext) -> nn.Module:
@@ -121,6 +131,18 @@ class CrossFitDetector(Detector):
     @abstractmethod
     def _fit_state(self, embeddings: torch.Tensor, context: FitContext) -> dict[str, torch.Tensor]:
         """The fitted buffers (name -> tensor) from (N, C, h, w) embeddings of good images."""
+
+    @abstractmethod
+    def _leave_image_out(
+        self,
+        module: nn.Module,
+        embeddings: torch.Tensor,
+        group_of: np.ndarray,
+        held_out: HeldOutScores,
+        context: FitContext,
+    ) -> None:
+        """Fit `module` on all `embeddings`, and score each into `held_out` with that model without the
+        images of its duplicate group (`group_of`: one group index per image)."""
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         module = self._new_module(context)
@@ -146,7 +168,10 @@ class CrossFitDetector(Detector):
         context: FitContext,
     ) -> str:
         """Score every embedding into `held_out` with a model that did not see it, leave `module` fitted on
-        all of them, and describe how: here k folds, each scored by a fit on the others."""
+        all of them, and describe how."""
+        if self.out_of_fold == "leave-image-out":
+            self._leave_image_out(module, embeddings, duplicate_groups(digests), held_out, context)
+            return f"leave-image-out ({len(embeddings)} images)"
         folds = assign_folds(digests, self.calibration_folds, self.seed)
         for fold in progress_bar(np.unique(folds), context.progress, "out-of-fold"):
             self._load_state(module, self._fit_state(embeddings[folds != fold], context), context)

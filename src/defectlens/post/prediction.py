@@ -53,6 +53,17 @@ class Prediction:
         )
 
 
+@dataclass(frozen=True)
+class ScoredBatch:
+    """One batch out of `iter_predict` (of a `Detector` or an `Inferencer`): the images' names (paths),
+    their pixels as decoded ((H, W, 3) uint8, for overlays and reports without decoding again) and their
+    `Prediction`."""
+
+    names: list[str]
+    images: list[np.ndarray]
+    prediction: Prediction
+
+
 @dataclass
 class Calibration:
     """Fitted thresholds and the statistics of good calibration images that scale the scores.
@@ -86,6 +97,11 @@ class Calibration:
     def image_threshold(self) -> float:
         """The raw image-score threshold: a score at or above it is anomalous."""
         return float(self.threshold.value_)
+
+    @property
+    def pixel_threshold_value(self) -> float:
+        """The raw anomaly-map threshold: pixels at or above it belong to a region."""
+        return float(self.pixel_threshold.value_)
 
     def with_thresholds(self, image: float | None = None, pixel: float | None = None) -> Calibration:
         """A copy with the image and/or pixel threshold fixed to raw values chosen by a user."""

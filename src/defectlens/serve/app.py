@@ -76,22 +76,20 @@ def open_served_model(path: str | Path, backend: str = "auto") -> ServedModel:
     """
     path = Path(path)
     scorer = open_scorer(path, backend)
+    calibration = scorer.calibration
     if (path / MANIFEST).is_file():
-        manifest = scorer.manifest
-        name, params, runtime = manifest.detector, manifest.params, scorer.backend
-        checksum, calibration = manifest.files[manifest.model_file], scorer.calibration
+        checksum = scorer.manifest.files[scorer.manifest.model_file]
     else:
-        name, params, runtime = scorer.name, scorer.get_params(), "torch"
-        checksum, calibration = sha256(path / CHECKPOINT), scorer.calibration_
+        checksum = sha256(path / CHECKPOINT)
     info = {
-        "model": name,
-        "runtime": runtime,
+        "model": scorer.name,
+        "runtime": scorer.runtime,
         "input_size": list(scorer.input_resize.size),
         "resize": scorer.input_resize.mode,
-        "threshold": float(calibration.threshold.value_),
-        "pixel_threshold": float(calibration.pixel_threshold.value_),
+        "threshold": calibration.image_threshold,
+        "pixel_threshold": calibration.pixel_threshold_value,
         "operating_point": calibration.operating_point(),
-        "params": params,
+        "params": scorer.get_params(),
         "source": str(path.resolve()),
         "sha256": checksum,
         "defectlens_version": __version__,

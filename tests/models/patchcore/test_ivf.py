@@ -95,15 +95,15 @@ def test_export_of_an_ivf_detector_searches_exactly(quick, tiny_mvtec, tmp_path)
 
 def test_settings_are_checked(quick):
     with pytest.raises(ConfigError, match="search must be one of"):
-        quick("patchcore", search="hnsw")._check_params()
+        quick("patchcore", search="hnsw").check_params()
     with pytest.raises(ConfigError, match="ivf_probes must be a positive integer"):
-        quick("patchcore", search="ivf", ivf_probes=0)._check_params()
+        quick("patchcore", search="ivf", ivf_probes=0).check_params()
 
 
 def test_missing_faiss_says_how_to_install(quick, monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
     with pytest.raises(ConfigError, match="pip install faiss-cpu"):
-        quick("patchcore", search="ivf")._check_params()
+        quick("patchcore", search="ivf").check_params()
 
 
 def test_flops_of_the_faiss_search_are_counted():

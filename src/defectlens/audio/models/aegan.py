@@ -26,7 +26,7 @@ Detection scores, all computed for every clip (`score` picks the one `clip_score
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,9 +35,10 @@ from torch import nn
 from defectlens.audio.features import LogMelSettings
 from defectlens.audio.models.base import AudioDetector, WindowSampler, clip_windows
 from defectlens.audio.models.registry import register
-from defectlens.engine.loop import EpochLoop, shuffled_indices
+from defectlens.core.context import FitContext
+from defectlens.core.loop import EpochLoop, shuffled_indices
+from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Real
 from defectlens.errors import ConfigError
-from defectlens.models.base import FitContext
 
 SMALLEST_MAP = 4  # the conv pyramids halve the patch until it is 4 x 4
 PATCH_SCORES = ("gx_l1", "gx_l2", "gz_l1", "gz_l2", "gz_cos")  # per-patch scores, pooled over a clip
@@ -206,6 +207,25 @@ class AEGANDetector(AudioDetector):
 
     score_names = SCORE_NAMES
 
+    settings: ClassVar = {
+        **{
+            name: POSITIVE_INT
+            for name in (
+                "patch_hop",
+                "latent_dim",
+                "generator_width",
+                "critic_width",
+                "max_epochs",
+                "lof_neighbors",
+                "knn_neighbors",
+            )
+        },
+        "lr_generator": POSITIVE,
+        "lr_critic": POSITIVE,
+        "beta1": Real(0, 1, closed="left"),
+        **{name: NON_NEGATIVE for name in ("gp_weight", "mean_match_weight", "std_match_weight")},
+    }
+
     def __init__(
         self,
         *,
@@ -275,19 +295,6 @@ class AEGANDetector(AudioDetector):
         super()._check_params()
         if self.n_mels < 16 or self.n_mels & (self.n_mels - 1):
             raise ConfigError(f"n_mels must be a power of two >= 16 (the patch side), got {self.n_mels}")
-        positive = ("patch_hop", "latent_dim", "generator_width", "critic_width", "max_epochs")
-        for name in (*positive, "lof_neighbors", "knn_neighbors"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr_generator", "lr_critic"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0 <= self.beta1 < 1:
-            raise ConfigError(f"beta1 must be in [0, 1), got {self.beta1!r}")
-        for name in ("gp_weight", "mean_match_weight", "std_match_weight"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
     def _new_module(self, n_train: int) -> AEGANModule:
         return AEGANModule(self.n_mels, self.generator_width, self.critic_width, self.latent_dim, n_train)

@@ -10,7 +10,6 @@ clip). Thresholds, checkpoints, devices and feature loading live here once.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -24,22 +23,17 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
-from defectlens import __version__
 from defectlens.audio.features import FeatureCache, LogMelSettings, iter_features, load_features
+from defectlens.core.checkpoint import restore_weights, warn_refit, write_checkpoint
+from defectlens.core.context import FitContext, resolve_device
+from defectlens.core.estimator import Estimator
+from defectlens.core.settings import POSITIVE_INT, Integer, Optional, Real
 from defectlens.data.datasets import carve
-from defectlens.errors import CheckpointError, ConfigError, NotFittedError
-from defectlens.models.base import FitContext, resolve_device
-from defectlens.post.threshold import (
-    CONFIDENCE,
-    FixedThreshold,
-    Threshold,
-    ThresholdPolicy,
-    false_reject_bound,
-)
+from defectlens.errors import ConfigError
+from defectlens.post.threshold import CONFIDENCE, FixedThreshold, Threshold, false_reject_bound
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 CHECKPOINT_KIND = "audio_detector"
 
 
@@ -104,28 +98,30 @@ class WindowSampler:
         )
 
 
-class AudioDetector(ABC):
+class AudioDetector(Estimator, ABC):
     """Base class of machine-sound anomaly detectors.
 
     Args:
         sample_rate: rate in Hz every clip is resampled to.
         channel: channel of multi-channel files to use; `None` averages all channels (downmix).
         batch_size: windows per training step and per scoring forward pass.
-        seed: seed of every random choice.
-        device: "auto", "cpu" or "cuda".
         threshold_policy: how the clip threshold is chosen (`ThresholdPolicy`, as for image detectors):
             "false_reject_rate" (the default: flag at most `false_reject_rate` of normal clips) or
             "quantile" (`threshold_quantile` of the normal calibration scores); "recall" and "f1" need
             labelled anomalous clips, which fitting on normal clips never has.
-        false_reject_rate, recall, threshold_quantile: the targets of those policies.
+        Other settings (seed, device, the policies' targets): see `Estimator`.
         calibration_fraction: share of the training clips held out of training to calibrate the
             threshold on (at least one clip when positive and there are two or more clips); with none
             held out the threshold is set on the training clips' own scores, which errs low.
     """
 
-    name: ClassVar[str] = ""
     score_names: ClassVar[tuple[str, ...]] = ()
     score: str
+    settings: ClassVar = {
+        "sample_rate": POSITIVE_INT,
+        "channel": Optional(Integer(0), "the mean of all channels"),
+        "calibration_fraction": Real(0, 1, closed="left"),
+    }
 
     def __init__(
         self,
@@ -133,23 +129,12 @@ class AudioDetector(ABC):
         sample_rate: int = 16000,
         channel: int | None = None,
         batch_size: int = 512,
-        seed: int = 0,
-        device: str = "auto",
-        threshold_policy: str = "false_reject_rate",
-        false_reject_rate: float = 0.01,
-        recall: float = 0.95,
-        threshold_quantile: float = 0.99,
         calibration_fraction: float = 0.1,
+        **base: Any,
     ) -> None:
+        super().__init__(batch_size=batch_size, **base)
         self.sample_rate = sample_rate
         self.channel = channel
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.threshold_policy = threshold_policy
-        self.false_reject_rate = false_reject_rate
-        self.recall = recall
-        self.threshold_quantile = threshold_quantile
         self.calibration_fraction = calibration_fraction
 
     # ----------------------------------------------------------------------------- subclass hooks
@@ -184,61 +169,20 @@ class AudioDetector(ABC):
         """Derive what the fitted module implies but does not store (called after fit and load)."""
 
     def _check_params(self) -> None:
-        """Validate hyper-parameters; subclasses extend it and call super()."""
+        super()._check_params()
         self.feature_settings.check()
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        self.policy().check()
         if self.threshold_policy in ("recall", "f1"):
             raise ConfigError(
                 f"threshold_policy {self.threshold_policy!r} needs labelled anomalous clips, but audio "
                 "detectors calibrate on normal clips only: use 'false_reject_rate' or 'quantile'"
             )
-        if not 0 <= self.calibration_fraction < 1:
-            raise ConfigError(f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}")
         if self.score not in self.score_names:
             raise ConfigError(f"score must be one of {list(self.score_names)}, got {self.score!r}")
-        resolve_device(self.device)
-
-    # ----------------------------------------------------------------------------- parameters
-    @classmethod
-    def param_names(cls) -> list[str]:
-        """Names of the keyword hyper-parameters, read from the `__init__` signatures."""
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" in vars(klass) and issubclass(klass, AudioDetector):
-                parameters = inspect.signature(klass.__init__).parameters.values()
-                names += [
-                    p.name
-                    for p in parameters
-                    if p.name != "self" and p.kind != p.VAR_KEYWORD and p.name not in names
-                ]
-        return names
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters as given to the constructor."""
-        return {name: getattr(self, name) for name in self.param_names()}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
-
-    def policy(self) -> ThresholdPolicy:
-        """The threshold policy these settings describe."""
-        return ThresholdPolicy(
-            self.threshold_policy, self.false_reject_rate, self.recall, self.threshold_quantile
-        )
-
-    def _check_is_fitted(self) -> None:
-        if not hasattr(self, "module_"):
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted yet: call fit() or load a checkpoint first"
-            )
 
     @property
     def threshold_(self) -> float:
         """The clip-score threshold: a clip scoring at or above it is anomalous."""
-        self._check_is_fitted()
+        self.check_is_fitted()
         return self.calibration_.value_
 
     def operating_point(self) -> dict[str, Any]:
@@ -246,7 +190,7 @@ class AudioDetector(ABC):
         and how it was found, where the normal calibration scores come from and how many there are, the
         share of them it flags and the false-reject rate it guarantees at 95 % confidence (both None for
         checkpoints that kept no calibration scores)."""
-        self._check_is_fitted()
+        self.check_is_fitted()
         threshold, good = self.calibration_, self.good_scores_
         value = threshold.value_
         return {
@@ -264,7 +208,7 @@ class AudioDetector(ABC):
     @property
     def device_(self) -> torch.device:
         """Where the fitted module lives."""
-        self._check_is_fitted()
+        self.check_is_fitted()
         return next(self.module_.parameters()).device
 
     # ----------------------------------------------------------------------------- fit and score
@@ -294,16 +238,11 @@ class AudioDetector(ABC):
             ConfigError: a hyper-parameter is outside what is allowed, or no clip is given.
             DataError: a clip is missing, not audio, empty or shorter than `window_frames`.
         """
-        self._check_params()
+        self.check_params()
         if not clips:
             raise ConfigError(f"{type(self).__name__}.fit needs at least one clip, got none")
         torch.manual_seed(self.seed)
-        context = FitContext(
-            device=resolve_device(self.device),
-            progress=progress,
-            work_dir=None if work_dir is None else Path(work_dir),
-            resume=resume,
-        )
+        context = FitContext.create(self.device, progress, work_dir, resume)
         cache = None if cache_dir is None else FeatureCache(cache_dir)
         paths = [Path(c) for c in clips]
         # Every clip is read before training, so a broken held-out clip fails fast.
@@ -357,7 +296,7 @@ class AudioDetector(ABC):
             NotFittedError: before `fit` or `load`.
             DataError: a clip is missing, not audio, empty or shorter than `window_frames`.
         """
-        self._check_is_fitted()
+        self.check_is_fitted()
         cache = None if cache_dir is None else FeatureCache(cache_dir)
         clip_scores: dict[str, list[float]] = {name: [] for name in self.score_names}
         frame_scores: list[np.ndarray] = []
@@ -396,80 +335,38 @@ class AudioDetector(ABC):
             NotFittedError: before `fit`.
             CheckpointError: the file exists and `force` is False.
         """
-        self._check_is_fitted()
-        path = Path(path)
-        if path.exists() and not force:
-            raise CheckpointError(f"checkpoint {path} exists; pass force=True (--force) to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint = {
-            "format_version": FORMAT_VERSION,
-            "defectlens_version": __version__,
-            "kind": CHECKPOINT_KIND,
-            "detector": self.name,
-            "params": self.get_params(),
-            "state_dict": {k: v.cpu() for k, v in self.module_.state_dict().items()},
-            "calibration": {
-                "threshold": self.calibration_.to_dict(),
-                "good_scores": self.good_scores_.tolist(),
-                "source": self.calibration_source_,
-            },
+        self.check_is_fitted()
+        calibration = {
+            "threshold": self.calibration_.to_dict(),
+            "good_scores": self.good_scores_.tolist(),
+            "source": self.calibration_source_,
         }
-        torch.save(checkpoint, path)
-        return path
+        params, payload = self.get_params(), {"calibration": calibration}
+        return write_checkpoint(path, CHECKPOINT_KIND, self.name, params, self.module_, payload, force)
 
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], path: str | Path, device: str = "cpu") -> Self:
+        """The fitted detector a checkpoint dict (read by `core.checkpoint.read_checkpoint`) describes.
 
-def load_audio_detector(path: str | Path, device: str = "cpu") -> AudioDetector:
-    """Rebuild a fitted detector from a checkpoint written by `AudioDetector.save`.
+        Checkpoints written before held-out calibration (a float `threshold`, no `calibration`) keep their
+        threshold as a `FixedThreshold`.
 
-    Checkpoints written before held-out calibration (a float `threshold`, no `calibration`) keep their
-    threshold as a `FixedThreshold`.
-
-    Raises:
-        CheckpointError: the file is missing, unreadable, not an audio detector checkpoint, of a newer
-            format, or its weights do not fit its settings.
-    """
-    from defectlens.audio.models.registry import audio_detector_class
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"audio checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a corrupt file
-        raise CheckpointError(f"cannot read audio checkpoint {path}: {error}") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
-        raise CheckpointError(f"{path} is not a defectlens audio detector checkpoint")
-    if checkpoint["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format {checkpoint['format_version']}; this defectlens reads up to "
-            f"{FORMAT_VERSION}: upgrade defectlens"
-        )
-    if checkpoint["defectlens_version"] != __version__:
-        logger.warning("checkpoint %s was written by defectlens %s", path, checkpoint["defectlens_version"])
-    # The class itself, not `create`: saved `None` values (e.g. top_db=None) must stay None.
-    detector = audio_detector_class(checkpoint["detector"])(**{**checkpoint["params"], "device": device})
-    module = detector._build_module(checkpoint["state_dict"])
-    try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
-        raise CheckpointError(
-            f"audio checkpoint {path}: the saved weights do not fit its settings: {error}"
-        ) from error
-    detector.module_ = module.to(resolve_device(device)).eval()
-    calibration = checkpoint.get("calibration")
-    if calibration is None:
-        logger.warning(
-            "checkpoint %s keeps the threshold its defectlens %s set on in-sample training scores, which "
-            "errs low: fit the model again to calibrate on held-out clips",
-            path,
-            checkpoint["defectlens_version"],
-        )
-        detector.calibration_ = FixedThreshold(float(checkpoint["threshold"])).fit()
-        detector.good_scores_ = np.empty(0)
-        detector.calibration_source_ = "in-sample training clips"
-    else:
-        detector.calibration_ = Threshold.from_dict(calibration["threshold"])
-        detector.good_scores_ = np.asarray(calibration["good_scores"], dtype=np.float64)
-        detector.calibration_source_ = calibration["source"]
-    detector._prepare()
-    return detector
+        Raises:
+            CheckpointError: the saved weights do not fit the saved settings.
+        """
+        # The class itself, not `create`: saved `None` values (e.g. top_db=None) must stay None.
+        detector = cls(**{**checkpoint["params"], "device": device})
+        module = restore_weights(detector._build_module(checkpoint["state_dict"]), checkpoint, path)
+        detector.module_ = module.to(resolve_device(device)).eval()
+        calibration = checkpoint.get("calibration")
+        if calibration is None:
+            warn_refit(path, checkpoint, "on in-sample training scores, which errs low")
+            detector.calibration_ = FixedThreshold(float(checkpoint["threshold"])).fit()
+            detector.good_scores_ = np.empty(0)
+            detector.calibration_source_ = "in-sample training clips"
+        else:
+            detector.calibration_ = Threshold.from_dict(calibration["threshold"])
+            detector.good_scores_ = np.asarray(calibration["good_scores"], dtype=np.float64)
+            detector.calibration_source_ = calibration["source"]
+        detector._prepare()
+        return detector

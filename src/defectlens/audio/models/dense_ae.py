@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,9 +20,9 @@ from torch import nn
 from defectlens.audio.features import LogMelSettings
 from defectlens.audio.models.base import AudioDetector, WindowSampler, clip_windows
 from defectlens.audio.models.registry import register
-from defectlens.engine.loop import EpochLoop, shuffled_indices
-from defectlens.errors import ConfigError
-from defectlens.models.base import FitContext
+from defectlens.core.context import FitContext
+from defectlens.core.loop import EpochLoop, shuffled_indices
+from defectlens.core.settings import POSITIVE, POSITIVE_INT
 
 
 def stack_frames(windows: torch.Tensor) -> torch.Tensor:
@@ -82,6 +82,12 @@ class DenseAEDetector(AudioDetector):
 
     score_names = ("mse_mean",)
 
+    settings: ClassVar = {
+        **{name: POSITIVE_INT for name in ("frames", "hidden_units", "bottleneck_units", "hidden_layers")},
+        "max_epochs": POSITIVE_INT,
+        "lr": POSITIVE,
+    }
+
     def __init__(
         self,
         *,
@@ -130,15 +136,6 @@ class DenseAEDetector(AudioDetector):
     @property
     def window_hop(self) -> int:
         return 1
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        for name in ("frames", "hidden_units", "bottleneck_units", "hidden_layers", "max_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
 
     def _new_module(self) -> DenseAutoencoder:
         return DenseAutoencoder(

@@ -1,17 +1,16 @@
-"""Audio detectors register themselves by name; the CLI and checkpoints resolve names only here."""
+"""Audio detectors register themselves by name where they are defined; the CLI and checkpoints resolve
+names, and `load_audio_detector` rebuilds checkpoints, only here."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+from defectlens.audio.models.base import CHECKPOINT_KIND, AudioDetector
+from defectlens.core.checkpoint import read_checkpoint
 from defectlens.registry import Registry
 
-if TYPE_CHECKING:
-    from defectlens.audio.models.base import AudioDetector
-
-_AUDIO_DETECTORS: Registry = Registry(
-    "audio model", builtin=["defectlens.audio.models.aegan", "defectlens.audio.models.dense_ae"]
-)
+_AUDIO_DETECTORS: Registry = Registry("audio model", package="defectlens.audio.models")
 
 register = _AUDIO_DETECTORS.register
 
@@ -29,3 +28,14 @@ def audio_detector_class(name: str) -> type[AudioDetector]:
 def create(name: str, **params: Any) -> AudioDetector:
     """Build audio detector `name` with hyper-parameters `params`; `None` values keep the defaults."""
     return _AUDIO_DETECTORS.create(name, **params)
+
+
+def load_audio_detector(path: str | Path, device: str = "cpu") -> AudioDetector:
+    """Rebuild a fitted detector from a checkpoint written by `AudioDetector.save`.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, not an audio detector checkpoint, of a newer
+            format, or its weights do not fit its settings.
+    """
+    checkpoint = read_checkpoint(path, CHECKPOINT_KIND)
+    return audio_detector_class(checkpoint["detector"]).from_checkpoint(checkpoint, path, device)

@@ -5,19 +5,36 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.engine.loop import EpochLoop, cache_images, in_batches, make_optimizer, shuffled_batches
+from defectlens.core.context import FitContext
+from defectlens.core.loop import (
+    EpochLoop,
+    cache_images,
+    in_batches,
+    make_optimizer,
+    shuffled_batches,
+    training_settings,
+)
+from defectlens.core.settings import (
+    COLOUR_CHANNELS,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE_INT,
+    Boolean,
+    OneOf,
+    Optional,
+)
 from defectlens.errors import ConfigError, DataError
 from defectlens.metrics import image_auroc
 from defectlens.models.autoencoder.losses import BASE_LOSSES, SSIM_WINDOW, reconstruction_loss
 from defectlens.models.autoencoder.torch_model import IMAGE_SCORES, MAP_METRICS, ConvAutoencoder
-from defectlens.models.base import Detector, FitContext
+from defectlens.models.base import Detector
 from defectlens.models.registry import register
 
 logger = logging.getLogger(__name__)
@@ -63,6 +80,20 @@ class Autoencoder(Detector):
             is also the training batch.
     """
 
+    settings: ClassVar = {
+        **training_settings(OPTIMIZERS),
+        "loss": OneOf(BASE_LOSSES),
+        "lamp": Boolean(),
+        "channels": COLOUR_CHANNELS,
+        "depth": POSITIVE_INT,
+        "width": POSITIVE_INT,
+        "latent_dim": POSITIVE_INT,
+        "map_metric": Optional(OneOf(MAP_METRICS), "the training loss"),
+        "blur_sigma": NON_NEGATIVE,
+        "image_score": OneOf(IMAGE_SCORES),
+        "top_k": FRACTION,  # of the pixels
+    }
+
     def __init__(
         self,
         loss: str = "l2",
@@ -106,45 +137,15 @@ class Autoencoder(Detector):
     # ----------------------------------------------------------------------------- settings
     def _check_params(self) -> None:
         super()._check_params()
-        if self.loss not in BASE_LOSSES:
-            raise ConfigError(f"loss must be one of {BASE_LOSSES}, got {self.loss!r}")
-        if not isinstance(self.lamp, bool):
-            raise ConfigError(f"lamp must be True or False, got {self.lamp!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.lr is not None and not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise ConfigError(f"lr must be > 0 (or None for the optimizer's default), got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
-            raise ConfigError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
-        for name in ("depth", "width", "latent_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.image_size % 2**self.depth:
             raise ConfigError(
                 f"image_size must be divisible by 2 ** depth = {2**self.depth} (depth {self.depth}), "
                 f"got {self.image_size}"
             )
-        if self.map_metric is not None and self.map_metric not in MAP_METRICS:
-            raise ConfigError(f"map_metric must be one of {MAP_METRICS} or None, got {self.map_metric!r}")
-        if self.blur_sigma < 0:
-            raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
         if int(4 * self.blur_sigma + 0.5) >= self.image_size:
             raise ConfigError(
                 f"blur_sigma must be below image_size / 4 ({self.image_size / 4:g}), got {self.blur_sigma}"
             )
-        if self.image_score not in IMAGE_SCORES:
-            raise ConfigError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
-        if not (isinstance(self.top_k, int | float) and 0 < self.top_k <= 1):
-            raise ConfigError(f"top_k must be a fraction of the pixels in (0, 1], got {self.top_k!r}")
         if "ssim" in (self.loss, self.map_metric) and self.image_size <= SSIM_WINDOW:
             raise ConfigError(
                 f"image_size must exceed the SSIM window ({SSIM_WINDOW}), got {self.image_size}"
@@ -238,7 +239,7 @@ class Autoencoder(Detector):
     @torch.inference_mode()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstructions of a resized batch (B, 3, H, W) in [0, 1]: (B, channels, H, W) in [0, 1]."""
-        self._check_is_fitted()
+        self.check_is_fitted()
         device = next(self.module_.parameters()).device
         return self.module_.reconstruct(self.module_.prepare(images.to(device))).cpu()
 

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -20,10 +20,23 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from defectlens.core.context import FitContext, resolve_device
+from defectlens.core.loop import STATE_FILE, EpochLoop, cache_images, shuffled_batches
+from defectlens.core.settings import (
+    COLOUR_CHANNELS,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    Boolean,
+    Integer,
+    Items,
+    OneOf,
+    Optional,
+    Real,
+)
 from defectlens.data.inputs import as_dataset, loader
-from defectlens.engine.loop import STATE_FILE, EpochLoop, cache_images, shuffled_batches
 from defectlens.errors import ConfigError, DataError
-from defectlens.models.base import Detector, FitContext, resolve_device
+from defectlens.models.base import Detector
 from defectlens.models.gan.torch_model import (
     GAN_SIZES,
     Discriminator,
@@ -63,6 +76,19 @@ class DcganDetector(Detector):
         image_size, resize, batch_size and the calibration settings: see `Detector`; `batch_size`
             is also the training batch.
     """
+
+    settings: ClassVar = {
+        "latent_dim": POSITIVE_INT,
+        "width": POSITIVE_INT,
+        "channels": COLOUR_CHANNELS,
+        "spectral_norm": Boolean(),
+        "g_lr": POSITIVE,
+        "d_lr": POSITIVE,
+        "betas": Items(Real(0, 1, closed="left"), min_length=2),
+        "max_epochs": POSITIVE_INT,
+        "patch_size": Optional(OneOf(GAN_SIZES), "whole images"),
+        "blur_sigma": NON_NEGATIVE,
+    }
 
     def __init__(
         self,
@@ -106,25 +132,12 @@ class DcganDetector(Detector):
                 f"image_size must be one of {GAN_SIZES} for a GAN on whole images, got {self.image_size} "
                 "(or set patch_size to train on patches of a larger image)"
             )
-        if self.patch_size is not None and (
-            self.patch_size not in GAN_SIZES or self.image_size % self.patch_size
-        ):
-            raise ConfigError(
-                f"patch_size must be one of {GAN_SIZES} and divide image_size {self.image_size}, "
-                f"got {self.patch_size!r}"
-            )
-        _positive_int("latent_dim", self.latent_dim)
-        _positive_int("width", self.width)
-        _positive_int("max_epochs", self.max_epochs)
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
-        for name in ("g_lr", "d_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        if self.patch_size is not None and self.image_size % self.patch_size:
+            raise ConfigError(f"patch_size must divide image_size {self.image_size}, got {self.patch_size!r}")
+        if len(self.betas) != 2:
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.blur_sigma < 0 or 4 * self.blur_sigma >= self.image_size:
-            raise ConfigError(f"blur_sigma must be in [0, image_size / 4), got {self.blur_sigma}")
+        if 4 * self.blur_sigma >= self.image_size:
+            raise ConfigError(f"blur_sigma must be below image_size / 4, got {self.blur_sigma}")
 
     def _networks(self) -> tuple[Generator, Discriminator]:
         size = self.gan_size
@@ -231,7 +244,7 @@ class DcganDetector(Detector):
         Returns:
             The trained generator and discriminator (spectral norm baked in), in eval mode.
         """
-        self._check_params()
+        self.check_params()
         if resume and work_dir is None:
             raise ConfigError("resume=True needs the work_dir that holds the training state")
         device = resolve_device(self.device)
@@ -242,7 +255,7 @@ class DcganDetector(Detector):
 
     def generate(self, n: int, seed: int = 0) -> np.ndarray:
         """`n` images from the fitted detector's generator (see `generate_images`)."""
-        self._check_is_fitted()
+        self.check_is_fitted()
         return generate_images(self.module_.generator, n, seed)
 
     def _scorer(self, generator: Generator, discriminator: Discriminator) -> GanScorer:
@@ -264,11 +277,6 @@ class DcganDetector(Detector):
         }
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _phase(context: FitContext, name: str, optional: bool = False) -> FitContext:
     """The context of one training phase, with its own state folder. An `optional` phase (one that
     starts only after another finished) is resumed only if it has state; a required one without state
@@ -286,8 +294,7 @@ def generate_images(generator: Generator, n: int, seed: int = 0) -> np.ndarray:
     Raises:
         ConfigError: `n` is not a positive integer.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"the number of images must be a positive integer, got {n!r}")
+    POSITIVE_INT("the number of images", n)
     device = next(generator.parameters()).device
     noise = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
     generator.eval()
@@ -335,6 +342,13 @@ class AnoGAN(DcganDetector):
 
     exportable = False  # the latent search is gradient descent at inference time
 
+    settings: ClassVar = {
+        "search_steps": Integer(0),
+        "search_lr": POSITIVE,
+        "lam": Real(0, 1),
+        "search_candidates": POSITIVE_INT,
+    }
+
     def __init__(
         self,
         search_steps: int = 100,
@@ -348,16 +362,6 @@ class AnoGAN(DcganDetector):
         self.search_lr = search_lr
         self.lam = lam
         self.search_candidates = search_candidates
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        if not isinstance(self.search_steps, int) or self.search_steps < 0:
-            raise ConfigError(f"search_steps must be an integer >= 0, got {self.search_steps!r}")
-        if not self.search_lr > 0:
-            raise ConfigError(f"search_lr must be > 0, got {self.search_lr!r}")
-        if not 0 <= self.lam <= 1:
-            raise ConfigError(f"lam must be in [0, 1], got {self.lam!r}")
-        _positive_int("search_candidates", self.search_candidates)
 
     def _scorer(self, generator: Generator, discriminator: Discriminator) -> LatentSearchScorer:
         return LatentSearchScorer(
@@ -384,10 +388,10 @@ class AnoGAN(DcganDetector):
             val: validation images for the thresholds, in any form `calibrate` accepts.
             search: search settings (search_steps, search_lr, lam, search_candidates).
         """
-        trained._check_is_fitted()
+        trained.check_is_fitted()
         shared = {k: v for k, v in trained.get_params().items() if k in cls.param_names()}
         detector = cls(**{**shared, **search})
-        detector._check_params()
+        detector.check_params()
         module = trained.module_
         detector.module_ = detector._scorer(module.generator, module.discriminator).eval()
         return detector.calibrate(val, progress=progress)
@@ -408,6 +412,13 @@ class FAnoGAN(DcganDetector):
         Other settings: see `DcganDetector`.
     """
 
+    settings: ClassVar = {
+        "encoder_epochs": POSITIVE_INT,
+        "encoder_lr": POSITIVE,
+        "encoder_patience": Optional(POSITIVE_INT, "no early stopping"),
+        "kappa": NON_NEGATIVE,
+    }
+
     def __init__(
         self,
         encoder_epochs: int = 50,
@@ -421,16 +432,6 @@ class FAnoGAN(DcganDetector):
         self.encoder_lr = encoder_lr
         self.encoder_patience = encoder_patience
         self.kappa = kappa
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        _positive_int("encoder_epochs", self.encoder_epochs)
-        if self.encoder_patience is not None:
-            _positive_int("encoder_patience", self.encoder_patience)
-        if not self.encoder_lr > 0:
-            raise ConfigError(f"encoder_lr must be > 0, got {self.encoder_lr!r}")
-        if not self.kappa >= 0:
-            raise ConfigError(f"kappa must be >= 0, got {self.kappa!r}")
 
     def _scorer(self, generator: Generator, discriminator: Discriminator) -> EncoderScorer:
         encoder = Encoder(self.gan_size, self.channels, self.latent_dim, self.width)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
-from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
+from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
+from defectlens.core.context import FitContext
+from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from defectlens.errors import ConfigError
-from defectlens.models.base import FitContext
-from defectlens.models.cross_fit import CrossFitDetector
-from defectlens.models.padim.torch_model import PadimModel
+from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores
+from defectlens.models.padim.torch_model import PadimModel, squared_distances
 from defectlens.models.registry import register
 
 
@@ -34,6 +36,13 @@ class Padim(CrossFitDetector):
             see `Detector`.
     """
 
+    settings: ClassVar = {
+        **BACKBONE_SETTINGS,
+        "n_features": POSITIVE_INT,
+        "regularization": POSITIVE,  # so that covariances are invertible
+        "blur_sigma": NON_NEGATIVE,
+    }
+
     def __init__(
         self,
         backbone: str = DEFAULT_BACKBONE,
@@ -51,17 +60,6 @@ class Padim(CrossFitDetector):
         self.n_features = n_features
         self.regularization = regularization
         self.blur_sigma = blur_sigma
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        if not isinstance(self.n_features, int) or self.n_features < 1:
-            raise ConfigError(f"n_features must be a positive integer, got {self.n_features!r}")
-        if self.regularization <= 0:
-            raise ConfigError(
-                f"regularization must be > 0 so covariances are invertible, got {self.regularization}"
-            )
-        if self.blur_sigma < 0:
-            raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
 
     def _module(self, pretrained: bool, state: Mapping[str, torch.Tensor] | None = None) -> PadimModel:
         weights = Path(self.weights) if self.weights else None
@@ -87,6 +85,72 @@ class Padim(CrossFitDetector):
 
     def _fit_state(self, embeddings: torch.Tensor, context: FitContext) -> dict[str, torch.Tensor]:
         """Per-position means and inverse covariances, accumulated batch by batch in float64."""
+        mean, scatter, count = self._moments(embeddings, context)
+        return {"mean": mean.float(), "inv_covariance": self._inverse(scatter, count - 1)}
+
+    def _leave_image_out(
+        self,
+        module: nn.Module,
+        embeddings: torch.Tensor,
+        group_of: np.ndarray,
+        held_out: HeldOutScores,
+        context: FitContext,
+    ) -> None:
+        """Each image's distances under the Gaussians fitted without it (and its exact duplicates).
+
+        Removing one image x from n leaves the scatter S - (n / (n - 1)) u u^T (u = x - mean) and moves x
+        to (n / (n - 1)) u from the new mean, so by Sherman-Morrison its squared distance is
+        k^2 q / (1 - b q) with q = u^T A^-1 u, A = S / (n - 2) + eps I, k = n / (n - 1) and
+        b = n / ((n - 1)(n - 2)): one more inverse, no refit per image. A group of duplicates is removed
+        from the moments as it is (its copies may differ in the last float bit, which that closed form
+        would amplify) and its Gaussians inverted once more.
+        """
+        mean, scatter, n = self._moments(embeddings, context)
+        shipped = {"mean": mean.float(), "inv_covariance": self._inverse(scatter.clone(), n - 1)}
+        self._load_state(module, shipped, context)
+        sizes = np.bincount(group_of)
+        if n - sizes.max() < 2:
+            raise ConfigError("leave-image-out PaDiM needs 2 training images besides each duplicate group")
+        # float64 throughout: 1 - b q cancels when an image lies far outside the others' spread
+        singles = np.flatnonzero(sizes[group_of] == 1)
+        inverse = self._inverse(scatter.clone(), n - 2, torch.float64)
+        k, b = n / (n - 1), n / ((n - 1) * (n - 2))
+        for start in range(0, len(singles), self.batch_size):
+            chunk = singles[start : start + self.batch_size]
+            q = squared_distances(embeddings[chunk].to(context.device, torch.float64), mean, inverse)
+            self._record(held_out, chunk, k * k * q / (1 - b * q).clamp_min(1e-12), module, embeddings)
+        raw_moments = scatter + n * mean[:, :, None] * mean[:, None, :]
+        for group in np.flatnonzero(sizes > 1):
+            members = np.flatnonzero(group_of == group)
+            vectors = embeddings[members].to(context.device, torch.float64).flatten(2).permute(2, 0, 1)
+            rest = n - len(members)
+            rest_mean = (n * mean - vectors.sum(1)) / rest
+            rest_scatter = raw_moments - vectors.transpose(1, 2) @ vectors
+            rest_scatter.baddbmm_(rest_mean[:, :, None], rest_mean[:, None, :], alpha=-rest)
+            rest_inverse = self._inverse(rest_scatter, rest - 1, torch.float64)
+            squared = squared_distances(
+                embeddings[members].to(context.device, torch.float64), rest_mean, rest_inverse
+            )
+            self._record(held_out, members, squared, module, embeddings)
+
+    def _record(
+        self,
+        held_out: HeldOutScores,
+        indices: np.ndarray,
+        squared: torch.Tensor,
+        module: PadimModel,
+        embeddings: torch.Tensor,
+    ) -> None:
+        """Keep the scores and maps of (P, B) squared distances of the embeddings at `indices`."""
+        height, width = embeddings.shape[2:]
+        distances = squared.clamp_min(0).sqrt().T.reshape(len(indices), height, width).float()
+        with torch.inference_mode():
+            held_out.record(indices, *module.scores_and_maps(distances, self.input_resize.size))
+
+    def _moments(
+        self, embeddings: torch.Tensor, context: FitContext
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Per-position float64 means (P, C), scatter matrices (P, C, C) and the number of images."""
         count, total, outer = 0, None, None
         for start in range(0, len(embeddings), self.batch_size):
             chunk = embeddings[start : start + self.batch_size].to(context.device).double()
@@ -101,13 +165,15 @@ class Padim(CrossFitDetector):
         if count < 2:
             raise ConfigError(f"PaDiM needs at least 2 training images for covariances, got {count}")
         mean = total / count
-        return {"mean": mean.float(), "inv_covariance": self._inverse_covariance(outer, mean, count)}
+        return mean, outer.baddbmm_(mean[:, :, None], mean[:, None, :], alpha=-count), count
 
-    def _inverse_covariance(self, outer: torch.Tensor, mean: torch.Tensor, count: int) -> torch.Tensor:
-        """Invert the regularised covariances from the sums of outer products, in place and in chunks."""
-        covariance = outer.baddbmm_(mean[:, :, None], mean[:, None, :], alpha=-count).div_(count - 1)
+    def _inverse(
+        self, scatter: torch.Tensor, divisor: int, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Inverses of the regularised covariances scatter / divisor + eps I, in place and in chunks."""
+        covariance = scatter.div_(divisor)
         covariance.diagonal(dim1=1, dim2=2).add_(self.regularization)
-        inverse = torch.empty(covariance.shape, dtype=torch.float32, device=covariance.device)
+        inverse = torch.empty(covariance.shape, dtype=dtype, device=covariance.device)
         for start in range(0, len(covariance), 512):  # bounds the float64 temporaries of inv
             inverse[start : start + 512] = torch.linalg.inv(covariance[start : start + 512])
         return inverse

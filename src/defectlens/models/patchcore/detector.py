@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import DEFAULT_BACKBONE, FeatureExtractor
-from defectlens.errors import ConfigError
-from defectlens.models.base import FitContext, progress_bar
-from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores, duplicate_groups
+from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
+from defectlens.core.context import FitContext, progress_bar
+from defectlens.core.settings import FRACTION, NON_NEGATIVE, POSITIVE_INT, Integer, Items, OneOf, Optional
+from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores
 from defectlens.models.patchcore.ivf import require_faiss
 from defectlens.models.patchcore.sampler import KCenterGreedy
 from defectlens.models.patchcore.torch_model import PatchCoreModel
@@ -24,7 +24,6 @@ from defectlens.models.registry import register
 logger = logging.getLogger(__name__)
 
 SEARCHES = ("exact", "ivf")
-OUT_OF_FOLD = ("leave-image-out", "folds")
 
 
 @register("patchcore")
@@ -48,17 +47,27 @@ class PatchCore(CrossFitDetector):
             0.001 on MTD (docs/benchmarks.md). Exported models always search exactly.
         ivf_cells, ivf_probes: cells of the "ivf" index (centred on the first greedy coreset centres) and
             cells visited per patch.
-        out_of_fold: how each good training image gets a calibration score from a model that did not see
-            it. "leave-image-out" (the default): the shipped memory bank without the rows taken from that
-            image or its exact duplicates, searched exactly; one coreset, and the calibrating model differs
-            from the shipped one by one image. "folds": `calibration_folds` coresets, each fitted without
-            one fold (k - 1 of k images; on MTD its thresholds sat higher, docs/operating-point.md).
         resize: "pad" by default: nearest-neighbour scores do not depend on position, and on the elongated
             MTD tiles keeping the aspect ratio measured pixel AUROC 0.857 against 0.835 squashed
             (image AUROC 0.966 vs 0.967; docs/benchmarks.md).
-        calibration_folds: see `CrossFitDetector`; image_size, batch_size and the other shared settings:
+        out_of_fold, calibration_folds: see `CrossFitDetector`; "leave-image-out" scores each good
+            training image against the shipped memory bank without the rows taken from it (searched
+            exactly): one coreset instead of k + 1. image_size, batch_size and the other shared settings:
             see `Detector`.
     """
+
+    settings: ClassVar = {
+        **BACKBONE_SETTINGS,
+        "layers": Items(Integer(0), min_length=2),
+        "coreset_ratio": FRACTION,
+        "projection_dim": Integer(0),
+        "coreset_pivots": Optional(Integer(0), "exact while it is affordable"),
+        "num_neighbors": POSITIVE_INT,
+        "blur_sigma": NON_NEGATIVE,
+        "search": OneOf(SEARCHES),
+        "ivf_cells": POSITIVE_INT,
+        "ivf_probes": POSITIVE_INT,
+    }
 
     def __init__(
         self,
@@ -73,7 +82,6 @@ class PatchCore(CrossFitDetector):
         search: str = "exact",
         ivf_cells: int = 1024,
         ivf_probes: int = 16,
-        out_of_fold: str = "leave-image-out",
         *,
         resize: str = "pad",
         **base: Any,
@@ -90,29 +98,11 @@ class PatchCore(CrossFitDetector):
         self.search = search
         self.ivf_cells = ivf_cells
         self.ivf_probes = ivf_probes
-        self.out_of_fold = out_of_fold
 
     def _check_params(self) -> None:
         super()._check_params()
-        if len(self.layers) < 2:
-            raise ConfigError(
-                f"layers must name at least two backbone layers for PatchCore, got {self.layers}"
-            )
-        if not isinstance(self.num_neighbors, int) or self.num_neighbors < 1:
-            raise ConfigError(f"num_neighbors must be a positive integer, got {self.num_neighbors!r}")
-        if self.blur_sigma < 0:
-            raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
-        if self.search not in SEARCHES:
-            raise ConfigError(f"search must be one of {list(SEARCHES)}, got {self.search!r}")
-        if self.out_of_fold not in OUT_OF_FOLD:
-            raise ConfigError(f"out_of_fold must be one of {list(OUT_OF_FOLD)}, got {self.out_of_fold!r}")
-        for name in ("ivf_cells", "ivf_probes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.search == "ivf":
             require_faiss()
-        self._sampler()._check()
 
     def _sampler(self) -> KCenterGreedy:
         return KCenterGreedy(
@@ -152,17 +142,14 @@ class PatchCore(CrossFitDetector):
         logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
         return coreset
 
-    def _cross_fit(
+    def _leave_image_out(
         self,
         module: nn.Module,
         embeddings: torch.Tensor,
-        digests: list[bytes],
+        group_of: np.ndarray,
         held_out: HeldOutScores,
         context: FitContext,
-    ) -> str:
-        if self.out_of_fold == "folds":
-            return super()._cross_fit(module, embeddings, digests, held_out, context)
-        group_of = duplicate_groups(digests)
+    ) -> None:
         features = self._patches(embeddings)
         coreset = self._coreset(features, context)
         bank = features[coreset].contiguous().to(context.device)
@@ -174,7 +161,6 @@ class PatchCore(CrossFitDetector):
                 held_out.score(np.array([image]), 1)
         finally:
             module.memory_bank, module.search = bank, search
-        return f"leave-image-out ({len(embeddings)} images)"
 
     def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
         """New good images join the memory bank through their own coreset at the same ratio."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import DEFAULT_BACKBONE
-from defectlens.engine.loop import (
+from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE
+from defectlens.core.context import FitContext, progress_bar
+from defectlens.core.loop import (
     FLIPS,
     EpochLoop,
     cache_images,
@@ -20,10 +21,11 @@ from defectlens.engine.loop import (
     make_optimizer,
     random_flips,
     shuffled_indices,
+    training_settings,
 )
-from defectlens.errors import ConfigError
+from defectlens.core.settings import NON_NEGATIVE, Items, OneOf
 from defectlens.metrics import image_auroc
-from defectlens.models.base import Detector, FitContext, progress_bar
+from defectlens.models.base import Detector
 from defectlens.models.registry import register
 from defectlens.models.stfpm.torch_model import (
     MAP_COMBINATIONS,
@@ -70,6 +72,14 @@ class Stfpm(Detector):
             is also the training batch.
     """
 
+    settings: ClassVar = {
+        **BACKBONE_SETTINGS,
+        **training_settings(OPTIMIZERS),
+        "map_combination": OneOf(MAP_COMBINATIONS),
+        "blur_sigma": NON_NEGATIVE,
+        "flips": Items(OneOf(FLIPS), min_length=0),
+    }
+
     def __init__(
         self,
         backbone: str = DEFAULT_BACKBONE,
@@ -99,31 +109,6 @@ class Stfpm(Detector):
         self.map_combination = map_combination
         self.blur_sigma = blur_sigma
         self.flips = flips
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        if not isinstance(self.layers, tuple | list) or not self.layers:
-            raise ConfigError(f"layers must be a non-empty tuple of layer indices, got {self.layers!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.lr is not None and not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise ConfigError(f"lr must be > 0 (or None for the optimizer's default), got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
-            raise ConfigError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}")
-        if self.map_combination not in MAP_COMBINATIONS:
-            raise ConfigError(
-                f"map_combination must be one of {MAP_COMBINATIONS}, got {self.map_combination!r}"
-            )
-        if self.blur_sigma < 0:
-            raise ConfigError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
-        if not isinstance(self.flips, tuple | list) or not set(self.flips) <= set(FLIPS):
-            raise ConfigError(f"flips must be a tuple of names from {FLIPS}, got {self.flips!r}")
 
     def _module(self, pretrained: bool) -> StfpmModel:
         weights = Path(self.weights) if self.weights else None

@@ -22,8 +22,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from defectlens.core.context import FitContext
+from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, OneOf, Optional, Real
 from defectlens.errors import CheckpointError, ConfigError, DataError
-from defectlens.models.base import FitContext
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,18 @@ def in_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Float batches in [0, 1] of cached uint8 images, in order."""
     for start in range(0, len(images), batch_size):
         yield images[start : start + batch_size].float() / 255
+
+
+def training_settings(optimizers: tuple[str, ...]) -> dict[str, Check]:
+    """Checks of the settings of a model trained by `make_optimizer` and `EpochLoop`."""
+    return {
+        "optimizer": OneOf(optimizers),
+        "lr": Optional(POSITIVE, "the optimizer's default"),
+        "momentum": Real(0, 1, closed="left"),
+        "weight_decay": NON_NEGATIVE,
+        "max_epochs": POSITIVE_INT,
+        "patience": Optional(POSITIVE_INT, "no early stopping"),
+    }
 
 
 def make_optimizer(
