@@ -19,7 +19,7 @@ import torch
 from patchcore_eval import EmbeddedTestSet
 
 from defectlens import load_mvtec
-from defectlens.models.base import load
+from defectlens.models import load
 from defectlens.models.patchcore.ivf import InvertedFileIndex, require_faiss
 
 

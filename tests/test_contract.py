@@ -6,6 +6,7 @@ the suite, `create`, `load`, `defectlens models` and the exporter accept it like
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,7 +56,7 @@ class MeanImage(Detector):
         return MeanImageModel(images.mean(0), self.blur_sigma).to(context.device)
 
     def _build_module(self, state) -> nn.Module:
-        return MeanImageModel(torch.empty_like(state["mean"]), self.blur_sigma)
+        return self._shaped_module(0)
 
     def _shaped_module(self, n_train_images: int) -> nn.Module:
         return MeanImageModel(torch.zeros(3, *self.input_resize.size), self.blur_sigma)
@@ -159,7 +160,10 @@ def test_load_names_the_file_when_weights_do_not_fit_the_settings(fitted, tmp_pa
 
     detector, _, _ = fitted
     checkpoint = torch.load(detector.save(tmp_path / "model.pt"), weights_only=True)
-    name, weight = next(detector.module_.named_parameters())  # shaped by the settings, not by the data
+    # The first weight (or buffer, for a model without weights) is shaped by the settings, not by the data.
+    name, weight = next(
+        itertools.chain(detector.module_.named_parameters(), detector.module_.named_buffers())
+    )
     checkpoint["state_dict"][name] = torch.zeros(*weight.shape, 2)  # one more dimension than saved
     torch.save(checkpoint, tmp_path / "edited.pt")
     with pytest.raises(CheckpointError, match="edited.pt: the saved weights do not fit"):

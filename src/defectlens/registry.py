@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from defectlens.core.checkpoint import read_checkpoint
 from defectlens.errors import ConfigError
 
 T = TypeVar("T", bound=type)
@@ -24,11 +26,21 @@ class Registry(Generic[T]):
         kind: what the classes are, for messages ("model", "audio model").
         package: the package whose modules and sub-packages define the built-in classes; all of them are
             imported on first lookup, which runs their `@register` decorators (None: no built-in ones).
+        checkpoint_kind: the `kind` in the header of the classes' checkpoints (`core.checkpoint`).
+        accept_unmarked: also load checkpoints written before the kind was recorded.
     """
 
-    def __init__(self, kind: str, package: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        package: str | None = None,
+        checkpoint_kind: str = "",
+        accept_unmarked: bool = False,
+    ) -> None:
         self.kind = kind
         self.package = package
+        self.checkpoint_kind = checkpoint_kind
+        self.accept_unmarked = accept_unmarked
         self._classes: dict[str, T] = {}
         self._imported = False
 
@@ -70,6 +82,17 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' has no setting {unknown}; its settings are {sorted(valid)}"
             )
         return cls(**{k: v for k, v in params.items() if v is not None})
+
+    def load(self, path: str | Path, **options: Any) -> Any:
+        """Rebuild a fitted object from a checkpoint written by its class's `save`, by the class's
+        `from_checkpoint(checkpoint, path, **options)`.
+
+        Raises:
+            CheckpointError: the file is missing, unreadable, of another kind, of a newer format, or its
+                weights do not fit its settings.
+        """
+        checkpoint = read_checkpoint(path, self.checkpoint_kind, accept_unmarked=self.accept_unmarked)
+        return self.get(checkpoint["detector"]).from_checkpoint(checkpoint, path, **options)
 
     def _import_builtin(self) -> None:
         if self._imported or self.package is None:

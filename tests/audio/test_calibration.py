@@ -66,7 +66,7 @@ def test_a_single_clip_is_calibrated_in_sample_with_a_warning(tiny_train_clips, 
     [
         ({"threshold_policy": "recall"}, "needs labelled anomalous clips"),
         ({"false_reject_rate": 0.7}, "false_reject_rate must be in"),
-        ({"calibration_fraction": 1.0}, "calibration_fraction must be in"),
+        ({"calibration_fraction": 1.0}, "calibration_fraction must be a number in \\[0, 1\\), got 1.0"),
     ],
 )
 def test_bad_calibration_settings_are_refused_before_training(tiny_train_clips, setting, message):

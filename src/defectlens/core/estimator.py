@@ -1,10 +1,10 @@
 """The estimator base that image and audio detectors both stand on.
 
-Settings are keyword arguments of `__init__`, stored as given (scikit-learn's rule), and read back from the
-constructor signatures of the class hierarchy; the shared ones are declared here once, and a subclass lists
-only its own, passing the rest through `**base`. Each class declares checks for its settings
-(`settings`, see `core/settings.py`); `check_params` runs all of them, then the cross-setting rules of
-`_check_params`, before any data is read.
+Settings are keyword arguments of `__init__`, stored as given (scikit-learn's rule) by `_keep(locals())`,
+and read back from the constructor signatures of the class hierarchy; the shared ones are declared here
+once, and a subclass lists only its own, passing the rest through `**base`. Each class declares checks
+for its settings (`settings`, see `core/settings.py`); `check_params` runs all of them, then the
+cross-setting rules of `_check_params`, before any data is read.
 """
 
 from __future__ import annotations
@@ -51,13 +51,15 @@ class Estimator:
         recall: float = 0.95,
         threshold_quantile: float = 0.99,
     ) -> None:
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.threshold_policy = threshold_policy
-        self.false_reject_rate = false_reject_rate
-        self.recall = recall
-        self.threshold_quantile = threshold_quantile
+        self._keep(locals())
+
+    def _keep(self, arguments: dict[str, Any]) -> None:
+        """Store a constructor's arguments (its `locals()`) unchanged under their own names: a
+        constructor only stores (scikit-learn's rule), so checks wait for `check_params`."""
+        names = set(type(self).param_names())
+        for name, value in arguments.items():
+            if name in names:
+                setattr(self, name, value)
 
     @classmethod
     def param_names(cls) -> list[str]:

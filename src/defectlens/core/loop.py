@@ -11,7 +11,7 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,26 @@ def training_settings(optimizers: tuple[str, ...]) -> dict[str, Check]:
         "max_epochs": POSITIVE_INT,
         "patience": Optional(POSITIVE_INT, "no early stopping"),
     }
+
+
+def descend(
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[Any],
+    losses_of: Callable[[Any], torch.Tensor],
+    reduction: str = "mean",
+) -> float:
+    """One pass of gradient steps, one per batch on its per-sample losses (B,) reduced by `reduction`
+    ("mean", or "sum" where a method's learning rate is tuned for sums); returns the mean per-sample
+    loss over the pass."""
+    total, count = 0.0, 0
+    for batch in batches:
+        losses = losses_of(batch)
+        optimizer.zero_grad(set_to_none=True)
+        (losses.sum() if reduction == "sum" else losses.mean()).backward()
+        optimizer.step()
+        total += float(losses.detach().sum())
+        count += len(losses)
+    return total / max(count, 1)
 
 
 def make_optimizer(

@@ -139,18 +139,26 @@ class FilePath(Check):
 
 @dataclass(frozen=True)
 class Items(Check):
-    """A list or tuple of at least `min_length` values, each accepted by `item`."""
+    """A list or tuple of `min_length` to `max_length` values (None: no upper bound), each accepted by
+    `item`."""
 
     item: Check
     min_length: int = 1
+    max_length: int | None = None
 
     def describe(self) -> str:
-        return f"a list of at least {self.min_length} values, each {self.item.describe()}"
+        if self.max_length == self.min_length:
+            count = str(self.min_length)
+        elif self.max_length is None:
+            count = f"at least {self.min_length}"
+        else:
+            count = f"{self.min_length} to {self.max_length}"
+        return f"a list of {count} values, each {self.item.describe()}"
 
     def accepts(self, value: Any) -> bool:
         return (
             isinstance(value, list | tuple)
-            and len(value) >= self.min_length
+            and self.min_length <= len(value) <= (self.max_length or len(value))
             and all(self.item.accepts(v) for v in value)
         )
 

@@ -20,7 +20,7 @@ from defectlens.engine.runs import CHECKPOINT, prepare_output
 from defectlens.errors import CheckpointError, ConfigError, DefectlensError
 from defectlens.inference.artifact import FORMATS, INPUT_NAME, OUTPUT_NAMES, Manifest
 from defectlens.inference.inferencer import Inferencer
-from defectlens.models.base import Detector, load
+from defectlens.models import Detector, load
 from defectlens.models.registry import detector_class, list_detectors
 
 logger = logging.getLogger(__name__)

@@ -60,8 +60,7 @@ class Detector(Estimator, ABC):
 
     def __init__(self, *, image_size: int = 256, resize: str = "squash", **base: Any) -> None:
         super().__init__(**base)
-        self.image_size = image_size
-        self.resize = resize
+        self._keep(locals())
 
     # ----------------------------------------------------------------------------- subclass hooks
     @abstractmethod

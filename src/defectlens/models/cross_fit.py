@@ -121,8 +121,7 @@ class CrossFitDetector(Detector):
         self, *, out_of_fold: str = "leave-image-out", calibration_folds: int = 5, **base: Any
     ) -> None:
         super().__init__(**base)
-        self.out_of_fold = out_of_fold
-        self.calibration_folds = calibration_folds
+        self._keep(locals())
 
     @abstractmethod
     def _new_module(self, context: FitContext) -> nn.Module:
@@ -133,16 +132,9 @@ class CrossFitDetector(Detector):
         """The fitted buffers (name -> tensor) from (N, C, h, w) embeddings of good images."""
 
     @abstractmethod
-    def _leave_image_out(
-        self,
-        module: nn.Module,
-        embeddings: torch.Tensor,
-        group_of: np.ndarray,
-        held_out: HeldOutScores,
-        context: FitContext,
-    ) -> None:
-        """Fit `module` on all `embeddings`, and score each into `held_out` with that model without the
-        images of its duplicate group (`group_of`: one group index per image)."""
+    def _leave_image_out(self, held_out: HeldOutScores, group_of: np.ndarray, context: FitContext) -> None:
+        """Fit `held_out.module` on all its embeddings, and score each into `held_out` with that model
+        without the images of its duplicate group (`group_of`: one group index per image)."""
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         module = self._new_module(context)
@@ -170,7 +162,7 @@ class CrossFitDetector(Detector):
         """Score every embedding into `held_out` with a model that did not see it, leave `module` fitted on
         all of them, and describe how."""
         if self.out_of_fold == "leave-image-out":
-            self._leave_image_out(module, embeddings, duplicate_groups(digests), held_out, context)
+            self._leave_image_out(held_out, duplicate_groups(digests), context)
             return f"leave-image-out ({len(embeddings)} images)"
         folds = assign_folds(digests, self.calibration_folds, self.seed)
         for fold in progress_bar(np.unique(folds), context.progress, "out-of-fold"):

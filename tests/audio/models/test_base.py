@@ -47,7 +47,7 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="foreign.pt is not a defectlens audio detector checkpoint"):
         load_audio_detector(foreign)
     (tmp_path / "junk.pt").write_text("junk")
-    with pytest.raises(CheckpointError, match="cannot read audio checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot read audio detector checkpoint"):
         load_audio_detector(tmp_path / "junk.pt")
 
 

@@ -28,8 +28,8 @@ def splits(tiny_mvtec):
         ({"image_size": 128, "patch_size": 48}, "patch_size must be one of"),
         ({"image_size": 192, "patch_size": 128}, "divide image_size 192"),
         ({"latent_dim": 0}, "latent_dim must be a positive integer, got 0"),
-        ({"channels": 2}, "channels must be 1 \\(grey\\) or 3"),
-        ({"betas": (0.5,)}, "betas must be two numbers"),
+        ({"channels": 2}, "channels must be one of \\[1, 3\\], got 2"),
+        ({"betas": (0.5,)}, "betas must be a list of 2 values, each a number in \\[0, 1\\), got \\(0.5,\\)"),
     ],
 )
 def test_bad_settings_are_named(name, setting, message, splits):
@@ -38,7 +38,7 @@ def test_bad_settings_are_named(name, setting, message, splits):
 
 
 def test_bad_search_settings_are_named(splits):
-    with pytest.raises(ConfigError, match="lam must be in \\[0, 1\\], got 1.5"):
+    with pytest.raises(ConfigError, match="lam must be a number in \\[0, 1\\], got 1.5"):
         create("anogan", **TINY, lam=1.5).fit(splits)
     with pytest.raises(ConfigError, match="search_steps must be an integer >= 0"):
         create("anogan", **TINY, search_steps=-1).fit(splits)

@@ -54,9 +54,9 @@ def _networks(size=64, channels=3):
 
 def _search(steps: int, channels: int = 3) -> LatentSearchScorer:
     generator, discriminator = _networks(channels=channels)
-    return LatentSearchScorer(
-        generator, discriminator, 64, 64, channels, 1.0, steps=steps, lr=0.05, lam=0.1, candidates=16, seed=0
-    ).eval()
+    tiling = {"image_size": 64, "tile_size": 64, "channels": channels, "blur_sigma": 1.0}
+    search = {"steps": steps, "lr": 0.05, "lam": 0.1, "candidates": 16, "seed": 0}
+    return LatentSearchScorer(generator, discriminator, **search, **tiling).eval()
 
 
 def test_latent_search_lowers_each_images_loss():
@@ -80,7 +80,8 @@ def test_latent_search_score_does_not_depend_on_the_batch():
 def test_patch_scorer_stitches_tiles_and_takes_the_worst():
     generator, discriminator = _networks()
     encoder = Encoder(64, 3, 8, 4).eval()
-    scorer = EncoderScorer(generator, discriminator, encoder, 128, 64, 3, 0.0, kappa=1.0).eval()
+    tiling = {"image_size": 128, "tile_size": 64, "channels": 3, "blur_sigma": 0.0}
+    scorer = EncoderScorer(generator, discriminator, encoder, kappa=1.0, **tiling).eval()
     images = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
         scores, maps = scorer(images)

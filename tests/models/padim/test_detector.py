@@ -15,9 +15,9 @@ def test_inverse_covariance_matches_numpy():
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(5, 40, 3)) * [1.0, 2.0, 0.5]  # (positions, images, channels)
     v = torch.from_numpy(vectors)
-    outer = torch.bmm(v.transpose(1, 2), v)
-    mean = v.mean(1)
-    inverse = Padim(regularization=0.01)._inverse_covariance(outer, mean, 40)
+    centred = v - v.mean(1, keepdim=True)
+    scatter = torch.bmm(centred.transpose(1, 2), centred)
+    inverse = Padim(regularization=0.01)._inverse(scatter, 39)
     for p in range(5):
         expected = np.linalg.inv(np.cov(vectors[p], rowvar=False) + 0.01 * np.eye(3))
         np.testing.assert_allclose(inverse[p].numpy(), expected, rtol=1e-4)

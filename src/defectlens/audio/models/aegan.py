@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectlens.audio.features import LogMelSettings
 from defectlens.audio.models.base import AudioDetector, WindowSampler, clip_windows
 from defectlens.audio.models.registry import register
 from defectlens.core.context import FitContext
@@ -251,37 +250,7 @@ class AEGANDetector(AudioDetector):
         **base: Any,
     ) -> None:
         super().__init__(**base)
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.n_mels = n_mels
-        self.power = power
-        self.top_db = top_db
-        self.patch_hop = patch_hop
-        self.latent_dim = latent_dim
-        self.generator_width = generator_width
-        self.critic_width = critic_width
-        self.lr_generator = lr_generator
-        self.lr_critic = lr_critic
-        self.beta1 = beta1
-        self.max_epochs = max_epochs
-        self.gp_weight = gp_weight
-        self.mean_match_weight = mean_match_weight
-        self.std_match_weight = std_match_weight
-        self.lof_neighbors = lof_neighbors
-        self.knn_neighbors = knn_neighbors
-        self.score = score
-
-    @property
-    def feature_settings(self) -> LogMelSettings:
-        return LogMelSettings(
-            sample_rate=self.sample_rate,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            n_mels=self.n_mels,
-            power=self.power,
-            top_db=self.top_db,
-            channel=self.channel,
-        )
+        self._keep(locals())
 
     @property
     def window_frames(self) -> int:

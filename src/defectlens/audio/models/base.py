@@ -10,6 +10,7 @@ clip). Thresholds, checkpoints, devices and feature loading live here once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -133,15 +134,16 @@ class AudioDetector(Estimator, ABC):
         **base: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, **base)
-        self.sample_rate = sample_rate
-        self.channel = channel
-        self.calibration_fraction = calibration_fraction
+        self._keep(locals())
 
     # ----------------------------------------------------------------------------- subclass hooks
     @property
-    @abstractmethod
     def feature_settings(self) -> LogMelSettings:
-        """How this detector's clips become log-mel spectrograms."""
+        """How this detector's clips become log-mel spectrograms: its settings of the same names (a
+        detector without one, e.g. `top_db`, gets the `LogMelSettings` default)."""
+        return LogMelSettings(
+            **{f.name: getattr(self, f.name, f.default) for f in dataclasses.fields(LogMelSettings)}
+        )
 
     @property
     @abstractmethod

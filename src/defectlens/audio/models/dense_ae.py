@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectlens.audio.features import LogMelSettings
 from defectlens.audio.models.base import AudioDetector, WindowSampler, clip_windows
 from defectlens.audio.models.registry import register
 from defectlens.core.context import FitContext
@@ -105,29 +104,7 @@ class DenseAEDetector(AudioDetector):
         **base: Any,
     ) -> None:
         super().__init__(**base)
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.n_mels = n_mels
-        self.power = power
-        self.frames = frames
-        self.hidden_units = hidden_units
-        self.bottleneck_units = bottleneck_units
-        self.hidden_layers = hidden_layers
-        self.lr = lr
-        self.max_epochs = max_epochs
-        self.score = score
-
-    @property
-    def feature_settings(self) -> LogMelSettings:
-        return LogMelSettings(
-            sample_rate=self.sample_rate,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            n_mels=self.n_mels,
-            power=self.power,
-            top_db=None,
-            channel=self.channel,
-        )
+        self._keep(locals())
 
     @property
     def window_frames(self) -> int:

@@ -16,6 +16,7 @@ from defectlens.core.context import FitContext
 from defectlens.core.loop import (
     EpochLoop,
     cache_images,
+    descend,
     in_batches,
     make_optimizer,
     shuffled_batches,
@@ -117,22 +118,7 @@ class Autoencoder(Detector):
         **base: Any,
     ) -> None:
         super().__init__(image_size=image_size, **base)
-        self.loss = loss
-        self.lamp = lamp
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.channels = channels
-        self.depth = depth
-        self.width = width
-        self.latent_dim = latent_dim
-        self.map_metric = map_metric
-        self.blur_sigma = blur_sigma
-        self.image_score = image_score
-        self.top_k = top_k
+        self._keep(locals())
 
     # ----------------------------------------------------------------------------- settings
     def _check_params(self) -> None:
@@ -193,15 +179,7 @@ class Autoencoder(Detector):
 
         def train_epoch(epoch: int) -> dict[str, float]:
             module.train()
-            total, count = 0.0, 0
-            for images in shuffled_batches(train_images, self.batch_size):
-                losses = batch_loss(images)
-                optimizer.zero_grad(set_to_none=True)
-                losses.mean().backward()
-                optimizer.step()
-                total += float(losses.detach().sum())
-                count += len(images)
-            return {"loss": total / max(count, 1)}
+            return {"loss": descend(optimizer, shuffled_batches(train_images, self.batch_size), batch_loss)}
 
         def validate() -> dict[str, float]:
             module.eval()

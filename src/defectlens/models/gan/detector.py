@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from defectlens.core.context import FitContext, resolve_device
-from defectlens.core.loop import STATE_FILE, EpochLoop, cache_images, shuffled_batches
+from defectlens.core.loop import STATE_FILE, EpochLoop, cache_images, descend, shuffled_batches
 from defectlens.core.settings import (
     COLOUR_CHANNELS,
     NON_NEGATIVE,
@@ -84,7 +84,7 @@ class DcganDetector(Detector):
         "spectral_norm": Boolean(),
         "g_lr": POSITIVE,
         "d_lr": POSITIVE,
-        "betas": Items(Real(0, 1, closed="left"), min_length=2),
+        "betas": Items(Real(0, 1, closed="left"), min_length=2, max_length=2),
         "max_epochs": POSITIVE_INT,
         "patch_size": Optional(OneOf(GAN_SIZES), "whole images"),
         "blur_sigma": NON_NEGATIVE,
@@ -108,16 +108,7 @@ class DcganDetector(Detector):
         **base: Any,
     ) -> None:
         super().__init__(image_size=image_size, batch_size=batch_size, **base)
-        self.latent_dim = latent_dim
-        self.width = width
-        self.channels = channels
-        self.spectral_norm = spectral_norm
-        self.g_lr = g_lr
-        self.d_lr = d_lr
-        self.betas = betas
-        self.max_epochs = max_epochs
-        self.patch_size = patch_size
-        self.blur_sigma = blur_sigma
+        self._keep(locals())
 
     # ----------------------------------------------------------------------------- settings
     @property
@@ -134,8 +125,6 @@ class DcganDetector(Detector):
             )
         if self.patch_size is not None and self.image_size % self.patch_size:
             raise ConfigError(f"patch_size must divide image_size {self.image_size}, got {self.patch_size!r}")
-        if len(self.betas) != 2:
-            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if 4 * self.blur_sigma >= self.image_size:
             raise ConfigError(f"blur_sigma must be below image_size / 4, got {self.blur_sigma}")
 
@@ -358,10 +347,7 @@ class AnoGAN(DcganDetector):
         **dcgan: Any,
     ) -> None:
         super().__init__(**dcgan)
-        self.search_steps = search_steps
-        self.search_lr = search_lr
-        self.lam = lam
-        self.search_candidates = search_candidates
+        self._keep(locals())
 
     def _scorer(self, generator: Generator, discriminator: Discriminator) -> LatentSearchScorer:
         return LatentSearchScorer(
@@ -428,10 +414,7 @@ class FAnoGAN(DcganDetector):
         **dcgan: Any,
     ) -> None:
         super().__init__(**dcgan)
-        self.encoder_epochs = encoder_epochs
-        self.encoder_lr = encoder_lr
-        self.encoder_patience = encoder_patience
-        self.kappa = kappa
+        self._keep(locals())
 
     def _scorer(self, generator: Generator, discriminator: Discriminator) -> EncoderScorer:
         encoder = Encoder(self.gan_size, self.channels, self.latent_dim, self.width)
@@ -453,15 +436,11 @@ class FAnoGAN(DcganDetector):
 
         def train_epoch(epoch: int) -> dict[str, float]:
             encoder.train()
-            total, count = 0.0, 0
-            for batch in shuffled_batches(images, batch_size):
-                losses, _ = scorer.izif_loss(self._training_tiles(batch, device))
-                optimizer.zero_grad(set_to_none=True)
-                losses.mean().backward()
-                optimizer.step()
-                total += float(losses.detach().sum())
-                count += len(losses)
-            return {"izif_loss": total / max(count, 1)}
+            batches = shuffled_batches(images, batch_size)
+            losses = descend(
+                optimizer, batches, lambda b: scorer.izif_loss(self._training_tiles(b, device))[0]
+            )
+            return {"izif_loss": losses}
 
         def validate() -> dict[str, float]:
             encoder.eval()

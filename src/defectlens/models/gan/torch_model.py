@@ -14,6 +14,7 @@ back together and whose scores are reduced by their maximum.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -204,17 +205,15 @@ class LatentSearchScorer(GanScorer):
         self,
         generator: Generator,
         discriminator: Discriminator,
-        image_size: int,
-        tile_size: int,
-        channels: int,
-        blur_sigma: float,
+        *,
         steps: int,
         lr: float,
         lam: float,
         candidates: int,
         seed: int,
+        **tiling: Any,
     ) -> None:
-        super().__init__(generator, discriminator, image_size, tile_size, channels, blur_sigma)
+        super().__init__(generator, discriminator, **tiling)  # image_size, tile_size, channels, blur_sigma
         self.steps = steps
         self.lr = lr
         self.lam = lam
@@ -266,13 +265,10 @@ class EncoderScorer(GanScorer):
         generator: Generator,
         discriminator: Discriminator,
         encoder: Encoder,
-        image_size: int,
-        tile_size: int,
-        channels: int,
-        blur_sigma: float,
         kappa: float,
+        **tiling: Any,
     ) -> None:
-        super().__init__(generator, discriminator, image_size, tile_size, channels, blur_sigma)
+        super().__init__(generator, discriminator, **tiling)  # image_size, tile_size, channels, blur_sigma
         self.encoder = encoder
         self.kappa = kappa
         self.requires_grad_(False)

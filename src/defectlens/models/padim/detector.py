@@ -54,12 +54,7 @@ class Padim(CrossFitDetector):
         **base: Any,
     ) -> None:
         super().__init__(**base)
-        self.backbone = backbone
-        self.layers = layers
-        self.weights = weights
-        self.n_features = n_features
-        self.regularization = regularization
-        self.blur_sigma = blur_sigma
+        self._keep(locals())
 
     def _module(self, pretrained: bool, state: Mapping[str, torch.Tensor] | None = None) -> PadimModel:
         weights = Path(self.weights) if self.weights else None
@@ -88,14 +83,7 @@ class Padim(CrossFitDetector):
         mean, scatter, count = self._moments(embeddings, context)
         return {"mean": mean.float(), "inv_covariance": self._inverse(scatter, count - 1)}
 
-    def _leave_image_out(
-        self,
-        module: nn.Module,
-        embeddings: torch.Tensor,
-        group_of: np.ndarray,
-        held_out: HeldOutScores,
-        context: FitContext,
-    ) -> None:
+    def _leave_image_out(self, held_out: HeldOutScores, group_of: np.ndarray, context: FitContext) -> None:
         """Each image's distances under the Gaussians fitted without it (and its exact duplicates).
 
         Removing one image x from n leaves the scatter S - (n / (n - 1)) u u^T (u = x - mean) and moves x
@@ -105,6 +93,7 @@ class Padim(CrossFitDetector):
         from the moments as it is (its copies may differ in the last float bit, which that closed form
         would amplify) and its Gaussians inverted once more.
         """
+        module, embeddings = held_out.module, held_out.embeddings
         mean, scatter, n = self._moments(embeddings, context)
         shipped = {"mean": mean.float(), "inv_covariance": self._inverse(scatter.clone(), n - 1)}
         self._load_state(module, shipped, context)
@@ -118,7 +107,7 @@ class Padim(CrossFitDetector):
         for start in range(0, len(singles), self.batch_size):
             chunk = singles[start : start + self.batch_size]
             q = squared_distances(embeddings[chunk].to(context.device, torch.float64), mean, inverse)
-            self._record(held_out, chunk, k * k * q / (1 - b * q).clamp_min(1e-12), module, embeddings)
+            self._record(held_out, chunk, k * k * q / (1 - b * q).clamp_min(1e-12))
         raw_moments = scatter + n * mean[:, :, None] * mean[:, None, :]
         for group in np.flatnonzero(sizes > 1):
             members = np.flatnonzero(group_of == group)
@@ -131,21 +120,15 @@ class Padim(CrossFitDetector):
             squared = squared_distances(
                 embeddings[members].to(context.device, torch.float64), rest_mean, rest_inverse
             )
-            self._record(held_out, members, squared, module, embeddings)
+            self._record(held_out, members, squared)
 
-    def _record(
-        self,
-        held_out: HeldOutScores,
-        indices: np.ndarray,
-        squared: torch.Tensor,
-        module: PadimModel,
-        embeddings: torch.Tensor,
-    ) -> None:
+    @staticmethod
+    def _record(held_out: HeldOutScores, indices: np.ndarray, squared: torch.Tensor) -> None:
         """Keep the scores and maps of (P, B) squared distances of the embeddings at `indices`."""
-        height, width = embeddings.shape[2:]
+        height, width = held_out.embeddings.shape[2:]
         distances = squared.clamp_min(0).sqrt().T.reshape(len(indices), height, width).float()
         with torch.inference_mode():
-            held_out.record(indices, *module.scores_and_maps(distances, self.input_resize.size))
+            held_out.record(indices, *held_out.module.scores_and_maps(distances, held_out.size))
 
     def _moments(
         self, embeddings: torch.Tensor, context: FitContext

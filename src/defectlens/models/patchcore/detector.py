@@ -87,17 +87,7 @@ class PatchCore(CrossFitDetector):
         **base: Any,
     ) -> None:
         super().__init__(resize=resize, **base)
-        self.backbone = backbone
-        self.layers = layers
-        self.weights = weights
-        self.coreset_ratio = coreset_ratio
-        self.projection_dim = projection_dim
-        self.coreset_pivots = coreset_pivots
-        self.num_neighbors = num_neighbors
-        self.blur_sigma = blur_sigma
-        self.search = search
-        self.ivf_cells = ivf_cells
-        self.ivf_probes = ivf_probes
+        self._keep(locals())
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -142,14 +132,8 @@ class PatchCore(CrossFitDetector):
         logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
         return coreset
 
-    def _leave_image_out(
-        self,
-        module: nn.Module,
-        embeddings: torch.Tensor,
-        group_of: np.ndarray,
-        held_out: HeldOutScores,
-        context: FitContext,
-    ) -> None:
+    def _leave_image_out(self, held_out: HeldOutScores, group_of: np.ndarray, context: FitContext) -> None:
+        module, embeddings = held_out.module, held_out.embeddings
         features = self._patches(embeddings)
         coreset = self._coreset(features, context)
         bank = features[coreset].contiguous().to(context.device)

@@ -17,6 +17,7 @@ from defectlens.core.loop import (
     FLIPS,
     EpochLoop,
     cache_images,
+    descend,
     in_batches,
     make_optimizer,
     random_flips,
@@ -97,18 +98,7 @@ class Stfpm(Detector):
         **base: Any,
     ) -> None:
         super().__init__(**base)
-        self.backbone = backbone
-        self.layers = layers
-        self.weights = weights
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.map_combination = map_combination
-        self.blur_sigma = blur_sigma
-        self.flips = flips
+        self._keep(locals())
 
     def _module(self, pretrained: bool) -> StfpmModel:
         weights = Path(self.weights) if self.weights else None
@@ -140,26 +130,22 @@ class Stfpm(Detector):
         optimizer = self._make_optimizer(student)
         labelled = bool((labels == 1).any() and (labels <= 0).any())
 
+        def batch_losses(index: torch.Tensor) -> torch.Tensor:
+            images = train_images[index].float().div_(255).to(device)
+            if train_targets is None:
+                images = random_flips(images, tuple(self.flips))
+                with torch.no_grad():
+                    targets = normalize(module.teacher(images))
+            else:
+                targets = [t[index].to(device).float() for t in train_targets]
+            return stfpm_loss(targets, normalize(student(images)))
+
         def train_epoch(epoch: int) -> dict[str, float]:
             student.train()
-            total, count = 0.0, 0
-            for index in shuffled_indices(len(train_images), self.batch_size):
-                images = train_images[index].float().div_(255).to(device)
-                if train_targets is None:
-                    images = random_flips(images, tuple(self.flips))
-                    with torch.no_grad():
-                        targets = normalize(module.teacher(images))
-                else:
-                    targets = [t[index].to(device).float() for t in train_targets]
-                losses = stfpm_loss(targets, normalize(student(images)))
-                optimizer.zero_grad(set_to_none=True)
-                # Summed over the batch as in the authors' code (MSELoss(reduction="sum")): lr 0.4 is
-                # tuned for that; a batch mean shrinks every step by the batch size and stalls training.
-                losses.sum().backward()
-                optimizer.step()
-                total += float(losses.detach().sum())
-                count += len(index)
-            return {"loss": total / max(count, 1)}
+            batches = shuffled_indices(len(train_images), self.batch_size)
+            # Summed over the batch as in the authors' code (MSELoss(reduction="sum")): lr 0.4 is tuned
+            # for that; a batch mean shrinks every step by the batch size and stalls training.
+            return {"loss": descend(optimizer, batches, batch_losses, reduction="sum")}
 
         def validate() -> dict[str, float]:
             student.eval()
