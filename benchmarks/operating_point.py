@@ -190,7 +190,8 @@ def markdown(
         )
     lines += ["", "Recall per defect type at the operating point:", ""]
     for r in rows:
-        lines.append(f"- {r['model']} / {r['config']}: {json.dumps(r['test_recall_per_defect_type'])}")
+        label = f"{r['model']} / {r['config']} ({_settings_key(r['params'])})"
+        lines.append(f"- {label}: {json.dumps(r['test_recall_per_defect_type'])}")
     if agreeing:
         lines += ["", "Agreement of the good calibration scores of full runs:", "", *agreeing]
     if shifted:

@@ -581,7 +581,8 @@ def demo_command(
 
 
 CALIBRATION_SCORES = {
-    "out-of-fold": "every good training image scored out of fold (k models fitted on cached features)",
+    "out-of-fold": "every good training image scored by the shipped model without that image "
+    "(out_of_fold='leave-image-out'), or by k fold models on cached features (out_of_fold='folds')",
     "held-out": "good images held out of training (10 %, or the DIR/val/ folder)",
 }
 

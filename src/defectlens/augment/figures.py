@@ -26,22 +26,11 @@ def save_distance_histogram(
     fig = _figure((6.4, 4.0))
     ax = fig.add_subplot()
     bins = np.linspace(min(generated.min(), real.min()), max(generated.max(), real.max()), 41)
-    ax.hist(
-        real,
-        bins=bins,
-        alpha=0.55,
-        color="tab:blue",
-        density=True,
-        label=f"real -> nearest other real (n={len(real)})",
-    )
-    ax.hist(
-        generated,
-        bins=bins,
-        alpha=0.55,
-        color="tab:orange",
-        density=True,
-        label=f"generated -> nearest real (n={len(generated)})",
-    )
+    for values, colour, label in (
+        (real, "tab:blue", "real -> nearest other real"),
+        (generated, "tab:orange", "generated -> nearest real"),
+    ):
+        ax.hist(values, bins=bins, alpha=0.55, color=colour, density=True, label=f"{label} (n={len(values)})")
     ax.axvline(
         stats.threshold,
         color="black",
