@@ -70,8 +70,9 @@ def quick():
 
 
 def quick_detector(name: str, **params):
-    """Detector `name` sized for unit tests: 64 px on the CPU, at most 20 epochs of every training phase
-    and 10 steps of an inference-time search (as sklearn's checks shorten max_iter): generic rules on
+    """Detector `name` sized for unit tests: 64 px on the CPU, at most 20 epochs of every training phase,
+    10 steps of an inference-time search (as sklearn's checks shorten max_iter) and one training, not the
+    calibration refits of small sets (tests/models/test_calibration.py covers those): generic rules on
     setting names, not one per model name."""
     from defectlens.models import create, detector_class
 
@@ -81,4 +82,6 @@ def quick_detector(name: str, **params):
             settings[param] = 20
         elif param.endswith("steps"):
             settings[param] = 10
+        elif param.endswith("refits"):
+            settings[param] = 0
     return create(name, **{**settings, **params})

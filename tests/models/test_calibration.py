@@ -84,6 +84,27 @@ def test_held_out_detectors_keep_a_split(tiny_mvtec, quick):
     assert point["method"] == "maximum"
 
 
+@pytest.mark.parametrize("name", ["autoencoder", "stfpm"])
+def test_trained_detectors_refit_in_folds_when_few_images_are_held_out(name, tiny_mvtec, quick):
+    splits = load_mvtec(tiny_mvtec, val_fraction=0.25)
+    detector = quick(name, max_epochs=2, calibration_refits=4).fit(splits)
+    point = detector.calibration_.operating_point()
+    assert point["scores_from"] == "out-of-fold refits (4 folds of 16 images)" and point["n_good"] == 16
+    shipped = quick(name, max_epochs=2).fit(splits)  # the same split and seed, calibrated on the split
+    np.testing.assert_allclose(
+        detector.predict(splits.test).raw_score, shipped.predict(splits.test).raw_score, rtol=1e-5
+    )
+
+
+def test_calibration_refits_must_be_zero_or_several(quick):
+    from defectlens.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="calibration_refits must be 0 \\(keep the held-out split\\) or at least 2"
+    ):
+        quick("autoencoder", calibration_refits=1).check_params()
+
+
 def test_a_validation_folder_takes_precedence(tiny_mvtec, tmp_path, quick):
     root = tmp_path / "data"
     shutil.copytree(tiny_mvtec, root)

@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -220,12 +221,6 @@ def iter_features(
         yield features
 
 
-def load_features(
-    paths: Sequence[str | Path],
-    settings: LogMelSettings,
-    cache: FeatureCache | None = None,
-    min_frames: int = 1,
-    progress: bool = False,
-) -> list[np.ndarray]:
-    """`iter_features` collected into a list."""
-    return list(iter_features(paths, settings, cache, min_frames, progress))
+def load_features(*args: Any, **kwargs: Any) -> list[np.ndarray]:
+    """`iter_features` (same arguments) collected into a list."""
+    return list(iter_features(*args, **kwargs))

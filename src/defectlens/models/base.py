@@ -40,6 +40,15 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_KIND = "image_detector"
 HELD_OUT_FRACTION = 0.1  # share of the good images held out when a detector cannot score out of fold
+HELD_OUT_SOURCE = f"held-out split ({HELD_OUT_FRACTION:.0%} of the good images)"
+
+
+@torch.inference_mode()
+def raw_scores(module: nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted module on a resized batch (B, 3, H, W) in [0, 1]: raw scores (B,) and maps (B, H, W)."""
+    device = next(iter(module.buffers()), torch.empty(0)).device
+    scores, maps = module(images.to(device))
+    return scores.float().cpu().numpy(), maps.float().cpu().numpy()
 
 
 class Detector(Estimator, ABC):
@@ -152,8 +161,14 @@ class Detector(Estimator, ABC):
         logger.info("fitting %s on %d images (%d held out for calibration)", self.name, len(train), len(val))
         val_loader = loader(as_dataset(val, resize), self.batch_size)
         self.module_ = self._fit_module(train_loader, val_loader, context).eval()
-        self.calibrate(val_loader, progress=progress, source=source)
+        self._calibrate_held_out(train, val, val_loader, source, context)
         return self
+
+    def _calibrate_held_out(
+        self, train: Any, val: Any, val_loader: DataLoader, source: str, context: FitContext
+    ) -> None:
+        """Calibrate on the images held out of training (a subclass may do better when they are few)."""
+        self.calibrate(val_loader, progress=context.progress, source=source)
 
     def export_module(self) -> nn.Module:
         """A CPU copy of the fitted module in eval mode, as exports trace and check it.
@@ -201,7 +216,7 @@ class Detector(Estimator, ABC):
         """(training images, calibration images or None for out-of-fold, where the good scores come from)."""
         out_of_fold = self.calibration_scores == "out-of-fold"
         oof_source = "out-of-fold"
-        held_out = f"held-out split ({HELD_OUT_FRACTION:.0%} of the good images)"
+        held_out = HELD_OUT_SOURCE
         if val is not None:
             return (data.train if isinstance(data, DataSplits) else data), val, "validation images"
         if isinstance(data, DataSplits):
@@ -233,9 +248,7 @@ class Detector(Estimator, ABC):
         No decoding, resizing or post-processing: what benchmarks time and exports must reproduce.
         """
         self.check_is_fitted()
-        device = next(iter(self.module_.buffers()), torch.empty(0)).device
-        scores, maps = self.module_(images.to(device))
-        return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+        return raw_scores(self.module_, images)
 
     def _raw_over(
         self, data: DataLoader, progress: bool, desc: str

@@ -182,10 +182,8 @@ class AEGANDetector(AudioDetector):
     """AEGAN-AD: autoencoder generator + WGAN-GP critic on log-mel patches; 17 detection scores.
 
     Args:
-        n_fft: FFT length.
-        hop_length: samples between frames.
-        n_mels: mel bands, also the patch length in frames; a power of two >= 16.
-        power: spectrum exponent.
+        n_fft: FFT length (2048 here, as the paper's).
+        n_mels: mel bands (see AudioDetector), also the patch length in frames; a power of two >= 16.
         top_db: dynamic range kept below each clip's maximum (dB); `None` keeps all.
         patch_hop: frames between the starts of consecutive patches (training and scoring).
         latent_dim: size of the generator's code.
@@ -229,9 +227,6 @@ class AEGANDetector(AudioDetector):
         self,
         *,
         n_fft: int = 2048,
-        hop_length: int = 512,
-        n_mels: int = 128,
-        power: float = 2.0,
         top_db: float | None = 80.0,
         patch_hop: int = 1,
         latent_dim: int = 256,

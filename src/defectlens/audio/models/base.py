@@ -105,6 +105,8 @@ class AudioDetector(Estimator, ABC):
     Args:
         sample_rate: rate in Hz every clip is resampled to.
         channel: channel of multi-channel files to use; `None` averages all channels (downmix).
+        n_fft, hop_length, n_mels, power: the log-mel spectrogram (`LogMelSettings`): FFT length,
+            samples between frames, mel bands, spectrum exponent.
         batch_size: windows per training step and per scoring forward pass.
         threshold_policy: how the clip threshold is chosen (`ThresholdPolicy`, as for image detectors):
             "false_reject_rate" (the default: flag at most `false_reject_rate` of normal clips) or
@@ -129,6 +131,10 @@ class AudioDetector(Estimator, ABC):
         *,
         sample_rate: int = 16000,
         channel: int | None = None,
+        n_fft: int = 1024,
+        hop_length: int = 512,
+        n_mels: int = 128,
+        power: float = 2.0,
         batch_size: int = 512,
         calibration_fraction: float = 0.1,
         **base: Any,

@@ -65,10 +65,6 @@ class DenseAEDetector(AudioDetector):
     """DCASE 2020 Task 2 baseline: dense autoencoder on stacked log-mel frames, clip score = mean MSE.
 
     Args:
-        n_fft: FFT length.
-        hop_length: samples between frames.
-        n_mels: mel bands.
-        power: spectrum exponent.
         frames: consecutive frames stacked into one input vector.
         hidden_units: width of the hidden layers.
         bottleneck_units: width of the code.
@@ -76,7 +72,8 @@ class DenseAEDetector(AudioDetector):
         lr: Adam learning rate.
         max_epochs: training epochs.
         score: "mse_mean", the only score.
-        sample_rate, channel, batch_size, seed, device and the calibration settings: see AudioDetector.
+        the log-mel settings (the baseline's: 1024-point FFT, hop 512, 128 mels, power 2), sample_rate,
+        channel, batch_size, seed, device and the calibration settings: see AudioDetector.
     """
 
     score_names = ("mse_mean",)
@@ -90,10 +87,6 @@ class DenseAEDetector(AudioDetector):
     def __init__(
         self,
         *,
-        n_fft: int = 1024,
-        hop_length: int = 512,
-        n_mels: int = 128,
-        power: float = 2.0,
         frames: int = 5,
         hidden_units: int = 128,
         bottleneck_units: int = 8,

@@ -35,8 +35,8 @@ from defectlens.errors import ConfigError, DataError
 from defectlens.metrics import image_auroc
 from defectlens.models.autoencoder.losses import BASE_LOSSES, SSIM_WINDOW, reconstruction_loss
 from defectlens.models.autoencoder.torch_model import IMAGE_SCORES, MAP_METRICS, ConvAutoencoder
-from defectlens.models.base import Detector
 from defectlens.models.registry import register
+from defectlens.models.trained import TrainedDetector
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ N_SAMPLES = 8
 
 
 @register("autoencoder")
-class Autoencoder(Detector):
+class Autoencoder(TrainedDetector):
     """A convolutional autoencoder learns to reconstruct good images; what it cannot reconstruct is
     anomalous.
 
@@ -77,8 +77,8 @@ class Autoencoder(Detector):
         blur_sigma: Gaussian smoothing of the anomaly map in pixels.
         image_score: "max", "mean" or "topk" (mean of the `top_k` fraction of largest map pixels).
         top_k: fraction of pixels that "topk" averages, in (0, 1].
-        image_size, resize, batch_size and the calibration settings: see `Detector`; `batch_size`
-            is also the training batch.
+        calibration_refits: see `TrainedDetector`; image_size, resize, batch_size and the calibration
+            settings: see `Detector`; `batch_size` is also the training batch.
     """
 
     settings: ClassVar = {

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from defectlens.core.context import FitContext, resolve_device
+from defectlens.core.context import FitContext
 from defectlens.core.loop import STATE_FILE, EpochLoop, cache_images, descend, shuffled_batches
 from defectlens.core.settings import (
     COLOUR_CHANNELS,
@@ -36,7 +36,6 @@ from defectlens.core.settings import (
 )
 from defectlens.data.inputs import as_dataset, loader
 from defectlens.errors import ConfigError, DataError
-from defectlens.models.base import Detector
 from defectlens.models.gan.torch_model import (
     GAN_SIZES,
     Discriminator,
@@ -50,6 +49,7 @@ from defectlens.models.gan.torch_model import (
     to_tiles,
 )
 from defectlens.models.registry import register
+from defectlens.models.trained import TrainedDetector
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ SAMPLE_DIR = "samples"
 N_SAMPLES = 64
 
 
-class DcganDetector(Detector):
+class DcganDetector(TrainedDetector):
     """What AnoGAN and f-AnoGAN share: the DCGAN, its training and its settings.
 
     Args:
@@ -73,8 +73,9 @@ class DcganDetector(Detector):
             64, 128 or 256 trains on random patches of that size cut from images resized to
             `image_size` (a multiple of it), and scores an image tile by tile.
         blur_sigma: Gaussian smoothing of the residual map in pixels.
-        image_size, resize, batch_size and the calibration settings: see `Detector`; `batch_size`
-            is also the training batch.
+        calibration_refits: see `TrainedDetector`; 0 by default here, GAN training being too costly to
+            repeat. image_size, resize, batch_size and the calibration settings: see `Detector`;
+            `batch_size` is also the training batch.
     """
 
     settings: ClassVar = {
@@ -105,9 +106,12 @@ class DcganDetector(Detector):
         *,
         image_size: int = 64,
         batch_size: int = 32,
+        calibration_refits: int = 0,
         **base: Any,
     ) -> None:
-        super().__init__(image_size=image_size, batch_size=batch_size, **base)
+        super().__init__(
+            image_size=image_size, batch_size=batch_size, calibration_refits=calibration_refits, **base
+        )
         self._keep(locals())
 
     # ----------------------------------------------------------------------------- settings
@@ -234,12 +238,9 @@ class DcganDetector(Detector):
             The trained generator and discriminator (spectral norm baked in), in eval mode.
         """
         self.check_params()
-        if resume and work_dir is None:
-            raise ConfigError("resume=True needs the work_dir that holds the training state")
-        device = resolve_device(self.device)
+        context = FitContext.create(self.device, progress, work_dir, resume)
         torch.manual_seed(self.seed)
         images = loader(as_dataset(data, self.input_resize), self.batch_size)
-        context = FitContext(device, progress, Path(work_dir) if work_dir else None, resume)
         return self._train_gan(_cache(images, context), context)
 
     def generate(self, n: int, seed: int = 0) -> np.ndarray:

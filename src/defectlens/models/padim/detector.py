@@ -95,31 +95,43 @@ class Padim(CrossFitDetector):
         """
         module, embeddings = held_out.module, held_out.embeddings
         mean, scatter, n = self._moments(embeddings, context)
-        shipped = {"mean": mean.float(), "inv_covariance": self._inverse(scatter.clone(), n - 1)}
-        self._load_state(module, shipped, context)
+        self._load_state(
+            module, {"mean": mean.float(), "inv_covariance": self._inverse(scatter, n - 1)}, context
+        )
         sizes = np.bincount(group_of)
         if n - sizes.max() < 2:
             raise ConfigError("leave-image-out PaDiM needs 2 training images besides each duplicate group")
-        # float64 throughout: 1 - b q cancels when an image lies far outside the others' spread
+        # float64 throughout, a block of positions at a time: 1 - b q cancels when an image lies far
+        # outside the others' spread
         singles = np.flatnonzero(sizes[group_of] == 1)
-        inverse = self._inverse(scatter.clone(), n - 2, torch.float64)
         k, b = n / (n - 1), n / ((n - 1) * (n - 2))
+        squared = torch.empty(len(mean), len(singles), dtype=torch.float64, device=mean.device)
+        for block in _position_blocks(len(mean)):
+            inverse = self._inverse(scatter[block], n - 2, torch.float64)
+            for start in range(0, len(singles), self.batch_size):
+                chunk = singles[start : start + self.batch_size]
+                q = squared_distances(_at(embeddings, chunk, block, context), mean[block], inverse)
+                squared[block, start : start + len(chunk)] = k * k * q / (1 - b * q).clamp_min(1e-12)
         for start in range(0, len(singles), self.batch_size):
-            chunk = singles[start : start + self.batch_size]
-            q = squared_distances(embeddings[chunk].to(context.device, torch.float64), mean, inverse)
-            self._record(held_out, chunk, k * k * q / (1 - b * q).clamp_min(1e-12))
-        raw_moments = scatter + n * mean[:, :, None] * mean[:, None, :]
+            self._record(
+                held_out,
+                singles[start : start + self.batch_size],
+                squared[:, start : start + self.batch_size],
+            )
         for group in np.flatnonzero(sizes > 1):
             members = np.flatnonzero(group_of == group)
-            vectors = embeddings[members].to(context.device, torch.float64).flatten(2).permute(2, 0, 1)
             rest = n - len(members)
-            rest_mean = (n * mean - vectors.sum(1)) / rest
-            rest_scatter = raw_moments - vectors.transpose(1, 2) @ vectors
-            rest_scatter.baddbmm_(rest_mean[:, :, None], rest_mean[:, None, :], alpha=-rest)
-            rest_inverse = self._inverse(rest_scatter, rest - 1, torch.float64)
-            squared = squared_distances(
-                embeddings[members].to(context.device, torch.float64), rest_mean, rest_inverse
-            )
+            squared = torch.empty(len(mean), len(members), dtype=torch.float64, device=mean.device)
+            for block in _position_blocks(len(mean)):
+                vectors = _at(embeddings, members, block, context).permute(2, 0, 1)  # (p, m, C)
+                rest_mean = (n * mean[block] - vectors.sum(1)) / rest
+                rest_scatter = scatter[block] + n * mean[block, :, None] * mean[block, None, :]
+                rest_scatter -= vectors.transpose(1, 2) @ vectors
+                rest_scatter.baddbmm_(rest_mean[:, :, None], rest_mean[:, None, :], alpha=-rest)
+                inverse = self._inverse(rest_scatter, rest - 1, torch.float64)
+                squared[block] = squared_distances(
+                    _at(embeddings, members, block, context), rest_mean, inverse
+                )
             self._record(held_out, members, squared)
 
     @staticmethod
@@ -153,12 +165,13 @@ class Padim(CrossFitDetector):
     def _inverse(
         self, scatter: torch.Tensor, divisor: int, dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
-        """Inverses of the regularised covariances scatter / divisor + eps I, in place and in chunks."""
-        covariance = scatter.div_(divisor)
-        covariance.diagonal(dim1=1, dim2=2).add_(self.regularization)
-        inverse = torch.empty(covariance.shape, dtype=dtype, device=covariance.device)
-        for start in range(0, len(covariance), 512):  # bounds the float64 temporaries of inv
-            inverse[start : start + 512] = torch.linalg.inv(covariance[start : start + 512])
+        """Inverses of the regularised covariances scatter / divisor + eps I, a block of positions at a time
+        (bounding the float64 temporaries); `scatter` is left as it is."""
+        inverse = torch.empty(scatter.shape, dtype=dtype, device=scatter.device)
+        for block in _position_blocks(len(scatter)):
+            covariance = scatter[block] / divisor
+            covariance.diagonal(dim1=1, dim2=2).add_(self.regularization)
+            inverse[block] = torch.linalg.inv(covariance)
         return inverse
 
     def _shaped_module(self, n_train_images: int) -> nn.Module:
@@ -170,3 +183,12 @@ class Padim(CrossFitDetector):
 
     def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         return self._module(False, state)
+
+
+def _position_blocks(positions: int, size: int = 512) -> list[slice]:
+    return [slice(start, start + size) for start in range(0, positions, size)]
+
+
+def _at(embeddings: torch.Tensor, images: np.ndarray, block: slice, context: FitContext) -> torch.Tensor:
+    """(B, C, p) float64 features of `images` at the positions of `block`."""
+    return embeddings[images].flatten(2)[:, :, block].to(context.device, torch.float64)

@@ -65,8 +65,8 @@ class PadimModel(nn.Module):
 
 
 def squared_distances(embedding: torch.Tensor, mean: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """(P, B) squared Mahalanobis distances of embeddings (B, C, h, w) to per-position means (P, C) under
-    per-position inverse covariances (P, C, C)."""
+    """(P, B) squared Mahalanobis distances of embeddings (B, C, h, w) or (B, C, P) to per-position means
+    (P, C) under per-position inverse covariances (P, C, C)."""
     batch, channels = embedding.shape[:2]
     # (P, B, C), contiguous: bmm on the permuted view was 7x slower here
     delta = (embedding.reshape(batch, channels, -1).permute(2, 0, 1) - mean[:, None]).contiguous()

@@ -26,7 +26,6 @@ from defectlens.core.loop import (
 )
 from defectlens.core.settings import NON_NEGATIVE, Items, OneOf
 from defectlens.metrics import image_auroc
-from defectlens.models.base import Detector
 from defectlens.models.registry import register
 from defectlens.models.stfpm.torch_model import (
     MAP_COMBINATIONS,
@@ -35,6 +34,7 @@ from defectlens.models.stfpm.torch_model import (
     normalize,
     stfpm_loss,
 )
+from defectlens.models.trained import TrainedDetector
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ DEFAULT_LR = {"sgd": 0.4, "adam": 1e-3}
 
 
 @register("stfpm")
-class Stfpm(Detector):
+class Stfpm(TrainedDetector):
     """A student network learns to reproduce a pretrained teacher's features on good images; where it
     fails, the image is anomalous.
 
@@ -69,8 +69,8 @@ class Stfpm(Detector):
         flips: augmentation of the training images: each is mirrored along each named axis
             ("horizontal", "vertical") with probability 1/2 per epoch, for parts whose good look does not
             depend on orientation; the teacher's targets are then computed per batch instead of cached.
-        image_size, resize, batch_size and the calibration settings: see `Detector`; `batch_size`
-            is also the training batch.
+        calibration_refits: see `TrainedDetector`; image_size, resize, batch_size and the calibration
+            settings: see `Detector`; `batch_size` is also the training batch.
     """
 
     settings: ClassVar = {

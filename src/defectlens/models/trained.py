@@ -1,0 +1,85 @@
+"""Calibration for detectors that learn weights (STFPM, autoencoders, GANs) when few good images are held out.
+
+Such a detector holds 10 % of the good images out of training and calibrates on them. For a new part with
+75 good images that is 8 scores, and a 1 % threshold extrapolated from 8 scores rejected 16.8 % of MTD's
+good test tiles (docs/operating-point.md). When the held-out split is that small, training is also cheap,
+so the detector is refitted in k folds of all its good images: each fold's model trains on the others
+(monitoring the fold it leaves out, as the shipped model monitors the held-out split) and scores that
+fold, and the thresholds are fitted on all of those scores. The shipped model is the one trained on the
+split, as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from defectlens.core.context import FitContext, progress_bar
+from defectlens.core.loop import STATE_FILE
+from defectlens.core.settings import Integer
+from defectlens.data.inputs import as_dataset, loader
+from defectlens.errors import ConfigError
+from defectlens.models.base import HELD_OUT_SOURCE, Detector, raw_scores
+
+SMALL_HELD_OUT = 30  # held-out images below which the calibration refits in folds
+
+
+class TrainedDetector(Detector):
+    """A detector that learns weights and calibrates on held-out images, or on refits when they are few.
+
+    Args:
+        calibration_refits: folds of the refits when fewer than 30 good images are held out (at least 2;
+            0 always keeps the held-out split). The refits cost that many more trainings.
+        Other settings: see `Detector`.
+    """
+
+    settings: ClassVar = {"calibration_refits": Integer(0)}
+
+    def __init__(self, *, calibration_refits: int = 5, **base: Any) -> None:
+        super().__init__(**base)
+        self._keep(locals())
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.calibration_refits == 1:
+            raise ConfigError("calibration_refits must be 0 (keep the held-out split) or at least 2, got 1")
+
+    def _calibrate_held_out(
+        self, train: Any, val: Any, val_loader: DataLoader, source: str, context: FitContext
+    ) -> None:
+        if source != HELD_OUT_SOURCE or len(val) >= SMALL_HELD_OUT or self.calibration_refits < 2:
+            super()._calibrate_held_out(train, val, val_loader, source, context)
+            return
+        images = list(train) + list(val)
+        shipped = dict(vars(self))  # the refits must not leave their history_ and the like behind
+        folds = min(self.calibration_refits, len(images))
+        fold_of = np.random.default_rng(self.seed).permutation(len(images)) % folds
+        scores, maxima = np.empty(len(images)), np.empty(len(images))
+        for fold in progress_bar(range(folds), context.progress, "calibration refits"):
+            inside, held = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
+            held_loader = self._loader([images[i] for i in held])
+            work_dir = context.work_dir / f"calibration-fold-{fold}" if context.work_dir else None
+            # A resumed fit resumes the refits it had begun and starts the others afresh.
+            resume = context.resume and work_dir is not None and (work_dir / STATE_FILE).is_file()
+            fold_context = dataclasses.replace(context, work_dir=work_dir, resume=resume)
+            module = self._fit_module(self._loader([images[i] for i in inside]), held_loader, fold_context)
+            module.eval()
+            offset = 0
+            for batch in held_loader:
+                batch_scores, maps = raw_scores(module, batch.images)
+                chunk = held[offset : offset + len(batch)]
+                scores[chunk] = batch_scores
+                maxima[chunk] = [g.crop_content(m).max() for g, m in zip(batch.geometries, maps, strict=True)]
+                offset += len(batch)
+        vars(self).clear()
+        vars(self).update(shipped)
+        labels = np.zeros(len(images), dtype=int)
+        self._calibrate_from(
+            scores, labels, maxima, None, f"out-of-fold refits ({folds} folds of {len(images)} images)"
+        )
+
+    def _loader(self, images: list[Any]) -> DataLoader:
+        return loader(as_dataset(images, self.input_resize), self.batch_size)
