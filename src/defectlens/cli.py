@@ -584,6 +584,8 @@ CALIBRATION_SCORES = {
     "out-of-fold": "every good training image scored by the shipped model without that image "
     "(out_of_fold='leave-image-out'), or by k fold models on cached features (out_of_fold='folds')",
     "held-out": "good images held out of training (10 %, or the DIR/val/ folder)",
+    "held-out or refits": "good images held out of training (10 %, or the DIR/val/ folder); when fewer "
+    "than 30 are held out, calibration_refits models trained on folds of all of them",
 }
 
 

@@ -64,7 +64,8 @@ class Detector(Estimator, ABC):
     # False for detectors whose scoring cannot be written as a fixed graph (e.g. a search at inference).
     exportable: ClassVar[bool] = True
     # How good calibration scores are made without a validation set: "held-out" (a split the model does
-    # not train on) or "out-of-fold" (every good image scored by a model fitted on the other folds).
+    # not train on), "held-out or refits" (`TrainedDetector`) or "out-of-fold" (every good image scored by
+    # a model that did not see it, `CrossFitDetector`); `defectlens models` describes each.
     calibration_scores: ClassVar[str] = "held-out"
 
     def __init__(self, *, image_size: int = 256, resize: str = "squash", **base: Any) -> None:

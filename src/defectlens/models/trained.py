@@ -36,6 +36,7 @@ class TrainedDetector(Detector):
         Other settings: see `Detector`.
     """
 
+    calibration_scores: ClassVar[str] = "held-out or refits"
     settings: ClassVar = {"calibration_refits": Integer(0)}
 
     def __init__(self, *, calibration_refits: int = 5, **base: Any) -> None:
