@@ -1,15 +1,17 @@
 """The one interface every detector shares: fit on good images, predict scores and maps, save/load.
 
-A detector subclass stores its own keyword hyper-parameters in `__init__` (the shared ones pass through
-`**base` to `Detector.__init__`) and implements two hooks: `_fit_module` (build and fit a torch module
+A detector subclass stores its own keyword hyper-parameters in `__init__` with `self._keep(locals())` (the
+shared ones pass through `**base`; see `core/estimator.py`), declares their checks in `settings`, and
+implements two hooks: `_fit_module` (build and fit a torch module
 from training batches) and `_build_module` (rebuild the same architecture for a saved state). The fitted
 module maps an image batch (B, 3, H, W) in [0, 1] to raw scores (B,) and raw anomaly maps (B, H, W);
 everything else — calibration, score normalisation, the three task outputs, checkpoints — lives here
 once, so the API, CLI and exports share one path.
 
 Calibration scores the good images with a model that did not see them: detectors that fit from cached
-features (`calibration_scores = "out-of-fold"`, see `models/cross_fit.py`) use k folds of all the good
-training images; the others hold a split out of training.
+features (`models/cross_fit.py`) score every good training image with the shipped model without it;
+detectors that learn weights hold a split out of training, and refit in folds when it is small
+(`models/trained.py`).
 """
 
 from __future__ import annotations
