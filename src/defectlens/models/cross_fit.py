@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from defectlens.core.context import FitContext, progress_bar
 from defectlens.core.settings import Integer, OneOf
+from defectlens.data.inputs import Batch
 from defectlens.data.transforms import Geometry
 from defectlens.errors import DataError
 from defectlens.models.base import Detector
@@ -63,27 +64,21 @@ def assign_folds(digests: list[bytes], folds: int, seed: int) -> np.ndarray:
 
 
 class HeldOutScores:
-    """Raw image scores and content-map maxima of cached embeddings, filled in as `module`'s state changes."""
+    """Raw image scores and content-map maxima of the good training images, filled in by the models that
+    did not see them."""
 
-    def __init__(
-        self,
-        module: nn.Module,
-        embeddings: torch.Tensor,
-        geometries: list[Geometry],
-        size: tuple[int, int],
-        context: FitContext,
-    ) -> None:
-        self.module, self.embeddings, self.geometries = module, embeddings, geometries
-        self.size, self.device = size, context.device
-        self.scores, self.maxima = np.empty(len(embeddings)), np.empty(len(embeddings))
+    def __init__(self, module: nn.Module, geometries: list[Geometry], size: tuple[int, int]) -> None:
+        self.module, self.geometries, self.size = module, geometries, size
+        self.scores, self.maxima = np.empty(len(geometries)), np.empty(len(geometries))
 
-    def score(self, indices: np.ndarray, batch_size: int) -> None:
-        """Score the embeddings at `indices` with the module as it is now."""
+    def score(self, indices: np.ndarray, embeddings: torch.Tensor, batch_size: int) -> None:
+        """Score the embeddings (N, C, h, w) of the images at `indices` with `module` as it is now."""
+        device = next(iter(self.module.buffers())).device
         for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
+            chunk = slice(start, start + batch_size)
             with torch.inference_mode():
-                scores, maps = self.module.score_embedding(self.embeddings[chunk].to(self.device), self.size)
-            self.record(chunk, scores, maps)
+                scores, maps = self.module.score_embedding(embeddings[chunk].to(device), self.size)
+            self.record(indices[chunk], scores, maps)
 
     def record(self, indices: np.ndarray, scores: torch.Tensor, maps: torch.Tensor) -> None:
         """Keep the image scores (B,) and maps (B, H, W) of the embeddings at `indices`."""
@@ -94,8 +89,9 @@ class HeldOutScores:
         ]
 
 
-def _digest(image: torch.Tensor) -> bytes:
-    return hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest()
+def digests_of(batch: Batch) -> list[bytes]:
+    """A digest of each resized image of `batch`: equal digests, equal pixels."""
+    return [hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest() for image in batch.images]
 
 
 class CrossFitDetector(Detector):
@@ -132,9 +128,9 @@ class CrossFitDetector(Detector):
         """The fitted buffers (name -> tensor) from (N, C, h, w) embeddings of good images."""
 
     @abstractmethod
-    def _leave_image_out(self, held_out: HeldOutScores, group_of: np.ndarray, context: FitContext) -> None:
-        """Fit `held_out.module` on all its embeddings, and score each into `held_out` with that model
-        without the images of its duplicate group (`group_of`: one group index per image)."""
+    def _leave_image_out(self, module: nn.Module, train: DataLoader, context: FitContext) -> HeldOutScores:
+        """Fit `module` on every image of `train`, and score each image with that model without it and
+        its exact duplicates (`duplicate_groups` of the `_embedded` digests)."""
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         module = self._new_module(context)
@@ -146,30 +142,24 @@ class CrossFitDetector(Detector):
         self, train: DataLoader, context: FitContext
     ) -> tuple[nn.Module, np.ndarray, np.ndarray, str]:
         module = self._new_module(context)
-        embeddings, digests, geometries = self._embeddings(module, train, context)
-        held_out = HeldOutScores(module, embeddings, geometries, self.input_resize.size, context)
-        source = self._cross_fit(module, embeddings, digests, held_out, context)
-        return module, held_out.scores, held_out.maxima, source
-
-    def _cross_fit(
-        self,
-        module: nn.Module,
-        embeddings: torch.Tensor,
-        digests: list[bytes],
-        held_out: HeldOutScores,
-        context: FitContext,
-    ) -> str:
-        """Score every embedding into `held_out` with a model that did not see it, leave `module` fitted on
-        all of them, and describe how."""
         if self.out_of_fold == "leave-image-out":
-            self._leave_image_out(held_out, duplicate_groups(digests), context)
-            return f"leave-image-out ({len(embeddings)} images)"
+            held_out = self._leave_image_out(module, train, context)
+            return (
+                module,
+                held_out.scores,
+                held_out.maxima,
+                f"leave-image-out ({len(held_out.scores)} images)",
+            )
+        embeddings, digests, geometries = self._embeddings(module, train, context)
+        held_out = HeldOutScores(module, geometries, self.input_resize.size)
         folds = assign_folds(digests, self.calibration_folds, self.seed)
         for fold in progress_bar(np.unique(folds), context.progress, "out-of-fold"):
             self._load_state(module, self._fit_state(embeddings[folds != fold], context), context)
-            held_out.score(np.flatnonzero(folds == fold), self.batch_size)
+            held = np.flatnonzero(folds == fold)
+            held_out.score(held, embeddings[held], self.batch_size)
         self._load_state(module, self._fit_state(embeddings, context), context)
-        return f"out-of-fold ({len(np.unique(folds))} folds of {len(folds)} images)"
+        source = f"out-of-fold ({len(np.unique(folds))} folds of {len(folds)} images)"
+        return module, held_out.scores, held_out.maxima, source
 
     @staticmethod
     def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], context: FitContext) -> None:
@@ -177,22 +167,30 @@ class CrossFitDetector(Detector):
             setattr(module, name, value.to(context.device))
 
     @staticmethod
-    def _embeddings(
+    def _embedded(
         module: nn.Module, data: DataLoader, context: FitContext
+    ) -> Iterator[tuple[torch.Tensor, Batch]]:
+        """Each batch of `data` with its embeddings (B, C, h, w) on the CPU, one batch in memory at a time."""
+        for batch in progress_bar(data, context.progress, "features"):
+            with torch.inference_mode():  # not around the yield: the consumer runs outside it
+                embedded = module.embed(batch.images.to(context.device)).cpu()
+            yield embedded, batch
+
+    @classmethod
+    def _embeddings(
+        cls, module: nn.Module, data: DataLoader, context: FitContext
     ) -> tuple[torch.Tensor, list[bytes], list[Geometry]]:
         """(N, C, h, w) embeddings on the CPU, a digest of each resized image, and each one's geometry.
 
         The embeddings are written into one tensor allocated at the first batch, so the cache never exists
-        twice (a concatenation would double the peak: 1.25 GB more for PaDiM on MTD's 762 tiles)."""
+        twice (a concatenation would double the peak)."""
         embeddings: torch.Tensor | None = None
         digests: list[bytes] = []
         geometries: list[Geometry] = []
-        with torch.inference_mode():
-            for batch in progress_bar(data, context.progress, "features"):
-                embedded = module.embed(batch.images.to(context.device)).cpu()
-                if embeddings is None:
-                    embeddings = torch.empty((len(data.dataset), *embedded.shape[1:]), dtype=embedded.dtype)
-                embeddings[len(digests) : len(digests) + len(embedded)] = embedded
-                digests += [_digest(image) for image in batch.images]
-                geometries += batch.geometries
+        for embedded, batch in cls._embedded(module, data, context):
+            if embeddings is None:
+                embeddings = torch.empty((len(data.dataset), *embedded.shape[1:]), dtype=embedded.dtype)
+            embeddings[len(digests) : len(digests) + len(embedded)] = embedded
+            digests += digests_of(batch)
+            geometries += batch.geometries
         return embeddings, digests, geometries

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
 from defectlens.core.context import FitContext
 from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from defectlens.errors import ConfigError
-from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores
+from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores, digests_of, duplicate_groups
 from defectlens.models.padim.torch_model import PadimModel, squared_distances
 from defectlens.models.registry import register
 
@@ -80,11 +81,21 @@ class Padim(CrossFitDetector):
 
     def _fit_state(self, embeddings: torch.Tensor, context: FitContext) -> dict[str, torch.Tensor]:
         """Per-position means and inverse covariances, accumulated batch by batch in float64."""
-        mean, scatter, count = self._moments(embeddings, context)
+        return self._state(*self._moments(embeddings.split(self.batch_size), context))
+
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
+        """Streams the features into the moments: no cache of every image's features."""
+        module = self._new_module(context)
+        moments = self._moments((e for e, _ in self._embedded(module, train, context)), context)
+        self._load_state(module, self._state(*moments), context)
+        return module
+
+    def _state(self, mean: torch.Tensor, scatter: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
         return {"mean": mean.float(), "inv_covariance": self._inverse(scatter, count - 1)}
 
-    def _leave_image_out(self, held_out: HeldOutScores, group_of: np.ndarray, context: FitContext) -> None:
-        """Each image's distances under the Gaussians fitted without it (and its exact duplicates).
+    def _leave_image_out(self, module: nn.Module, train: DataLoader, context: FitContext) -> HeldOutScores:
+        """Each image's distances under the Gaussians fitted without it (and its exact duplicates), from
+        two passes over the features (moments, then distances) instead of a cache of all of them.
 
         Removing one image x from n leaves the scatter S - (n / (n - 1)) u u^T (u = x - mean) and moves x
         to (n / (n - 1)) u from the new mean, so by Sherman-Morrison its squared distance is
@@ -93,63 +104,73 @@ class Padim(CrossFitDetector):
         from the moments as it is (its copies may differ in the last float bit, which that closed form
         would amplify) and its Gaussians inverted once more.
         """
-        module, embeddings = held_out.module, held_out.embeddings
-        mean, scatter, n = self._moments(embeddings, context)
-        self._load_state(
-            module, {"mean": mean.float(), "inv_covariance": self._inverse(scatter, n - 1)}, context
-        )
-        sizes = np.bincount(group_of)
+        digests: list[bytes] = []
+        geometries: list = []
+
+        def first_pass() -> Iterator[torch.Tensor]:
+            for embedded, batch in self._embedded(module, train, context):
+                digests.extend(digests_of(batch))
+                geometries.extend(batch.geometries)
+                yield embedded
+
+        mean, scatter, n = self._moments(first_pass(), context)
+        self._load_state(module, self._state(mean, scatter, n), context)
+        group_of = duplicate_groups(digests)
+        sizes = np.bincount(group_of)[group_of]
         if n - sizes.max() < 2:
             raise ConfigError("leave-image-out PaDiM needs 2 training images besides each duplicate group")
-        # float64 throughout, a block of positions at a time: 1 - b q cancels when an image lies far
-        # outside the others' spread
-        singles = np.flatnonzero(sizes[group_of] == 1)
+        held_out = HeldOutScores(module, geometries, self.input_resize.size)
+        # float64: 1 - b q cancels when an image lies far outside the others' spread
+        inverse = self._inverse(scatter, n - 2, torch.float64)
         k, b = n / (n - 1), n / ((n - 1) * (n - 2))
-        squared = torch.empty(len(mean), len(singles), dtype=torch.float64, device=mean.device)
-        for block in _position_blocks(len(mean)):
-            inverse = self._inverse(scatter[block], n - 2, torch.float64)
-            for start in range(0, len(singles), self.batch_size):
-                chunk = singles[start : start + self.batch_size]
-                q = squared_distances(_at(embeddings, chunk, block, context), mean[block], inverse)
-                squared[block, start : start + len(chunk)] = k * k * q / (1 - b * q).clamp_min(1e-12)
-        for start in range(0, len(singles), self.batch_size):
-            self._record(
-                held_out,
-                singles[start : start + self.batch_size],
-                squared[:, start : start + self.batch_size],
+        duplicates: dict[int, torch.Tensor] = {}
+        start = 0
+        for embedded, _ in self._embedded(module, train, context):
+            images = np.arange(start, start + len(embedded))
+            start += len(embedded)
+            single = sizes[images] == 1
+            duplicates.update(
+                {int(i): e for i, e in zip(images[~single], embedded[torch.from_numpy(~single)], strict=True)}
             )
-        for group in np.flatnonzero(sizes > 1):
-            members = np.flatnonzero(group_of == group)
-            rest = n - len(members)
-            squared = torch.empty(len(mean), len(members), dtype=torch.float64, device=mean.device)
-            for block in _position_blocks(len(mean)):
-                vectors = _at(embeddings, members, block, context).permute(2, 0, 1)  # (p, m, C)
-                rest_mean = (n * mean[block] - vectors.sum(1)) / rest
-                rest_scatter = scatter[block] + n * mean[block, :, None] * mean[block, None, :]
-                rest_scatter -= vectors.transpose(1, 2) @ vectors
-                rest_scatter.baddbmm_(rest_mean[:, :, None], rest_mean[:, None, :], alpha=-rest)
-                inverse = self._inverse(rest_scatter, rest - 1, torch.float64)
-                squared[block] = squared_distances(
-                    _at(embeddings, members, block, context), rest_mean, inverse
+            if single.any():
+                q = squared_distances(
+                    embedded[torch.from_numpy(single)].to(context.device, torch.float64), mean, inverse
                 )
-            self._record(held_out, members, squared)
+                squared = k * k * q / (1 - b * q).clamp_min(1e-12)
+                self._record(held_out, images[single], squared, embedded.shape[2:])
+        del inverse
+        for group in np.unique(group_of[sizes > 1]):
+            members = np.flatnonzero(group_of == group)
+            vectors = torch.stack([duplicates[int(i)] for i in members]).to(context.device, torch.float64)
+            rest = n - len(members)
+            flat = vectors.flatten(2).permute(2, 0, 1)  # (P, m, C)
+            rest_mean = (n * mean - flat.sum(1)) / rest
+            rest_scatter = scatter + n * mean[:, :, None] * mean[:, None, :] - flat.transpose(1, 2) @ flat
+            rest_scatter.baddbmm_(rest_mean[:, :, None], rest_mean[:, None, :], alpha=-rest)
+            squared = squared_distances(
+                vectors, rest_mean, self._inverse(rest_scatter, rest - 1, torch.float64)
+            )
+            self._record(held_out, members, squared, vectors.shape[2:])
+        return held_out
 
     @staticmethod
-    def _record(held_out: HeldOutScores, indices: np.ndarray, squared: torch.Tensor) -> None:
-        """Keep the scores and maps of (P, B) squared distances of the embeddings at `indices`."""
-        height, width = held_out.embeddings.shape[2:]
-        distances = squared.clamp_min(0).sqrt().T.reshape(len(indices), height, width).float()
+    def _record(
+        held_out: HeldOutScores, indices: np.ndarray, squared: torch.Tensor, grid: torch.Size
+    ) -> None:
+        """Keep the scores and maps of (P, B) squared distances on the (h, w) `grid` of the images at
+        `indices`."""
+        distances = squared.clamp_min(0).sqrt().T.reshape(len(indices), *grid).float()
         with torch.inference_mode():
             held_out.record(indices, *held_out.module.scores_and_maps(distances, held_out.size))
 
     def _moments(
-        self, embeddings: torch.Tensor, context: FitContext
+        self, batches: Iterable[torch.Tensor], context: FitContext
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Per-position float64 means (P, C), scatter matrices (P, C, C) and the number of images."""
+        """Per-position float64 means (P, C), scatter matrices (P, C, C) and the number of images, from
+        batches of embeddings (B, C, h, w)."""
         count, total, outer = 0, None, None
-        for start in range(0, len(embeddings), self.batch_size):
-            chunk = embeddings[start : start + self.batch_size].to(context.device).double()
-            vectors = chunk.flatten(2).permute(2, 0, 1)  # (P, B, C)
+        for embedded in batches:
+            vectors = embedded.to(context.device).double().flatten(2).permute(2, 0, 1)  # (P, B, C)
             if outer is None:
                 positions, _, channels = vectors.shape
                 total = vectors.new_zeros(positions, channels)
@@ -187,8 +208,3 @@ class Padim(CrossFitDetector):
 
 def _position_blocks(positions: int, size: int = 512) -> list[slice]:
     return [slice(start, start + size) for start in range(0, positions, size)]
-
-
-def _at(embeddings: torch.Tensor, images: np.ndarray, block: slice, context: FitContext) -> torch.Tensor:
-    """(B, C, p) float64 features of `images` at the positions of `block`."""
-    return embeddings[images].flatten(2)[:, :, block].to(context.device, torch.float64)

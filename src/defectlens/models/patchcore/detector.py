@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
 from defectlens.core.context import FitContext, progress_bar
 from defectlens.core.settings import FRACTION, NON_NEGATIVE, POSITIVE_INT, Integer, Items, OneOf, Optional
-from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores
+from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores, duplicate_groups
 from defectlens.models.patchcore.ivf import require_faiss
 from defectlens.models.patchcore.sampler import KCenterGreedy
 from defectlens.models.patchcore.torch_model import PatchCoreModel
@@ -132,19 +132,22 @@ class PatchCore(CrossFitDetector):
         logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
         return coreset
 
-    def _leave_image_out(self, held_out: HeldOutScores, group_of: np.ndarray, context: FitContext) -> None:
-        module, embeddings = held_out.module, held_out.embeddings
+    def _leave_image_out(self, module: nn.Module, train: DataLoader, context: FitContext) -> HeldOutScores:
+        embeddings, digests, geometries = self._embeddings(module, train, context)
+        group_of = duplicate_groups(digests)
         features = self._patches(embeddings)
         coreset = self._coreset(features, context)
         bank = features[coreset].contiguous().to(context.device)
         row_group = torch.as_tensor(group_of)[coreset // (embeddings.shape[2] * embeddings.shape[3])]
+        held_out = HeldOutScores(module, geometries, self.input_resize.size)
         search, module.search = module.search, "exact"  # an IVF index per image would cost more than it saves
         try:
             for image in progress_bar(range(len(embeddings)), context.progress, "leave-image-out"):
                 module.memory_bank = bank[(row_group != int(group_of[image])).to(bank.device)]
-                held_out.score(np.array([image]), 1)
+                held_out.score(np.array([image]), embeddings[image : image + 1], 1)
         finally:
             module.memory_bank, module.search = bank, search
+        return held_out
 
     def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
         """New good images join the memory bank through their own coreset at the same ratio."""
