@@ -24,13 +24,13 @@ import torch
 
 from defectlens import __version__
 from defectlens.augment.images import load_image_set
+from defectlens.core.checkpoint import FORMAT_VERSION, read_checkpoint
 from defectlens.errors import CheckpointError, ConfigError
 from defectlens.models.gan.detector import DcganDetector, generate_images, sample_grid
 from defectlens.models.gan.torch_model import Discriminator, Generator
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 KIND = "dcgan-augment"
 CHECKPOINT = "gan.pt"
 TRAINING_DIR = "training"
@@ -169,20 +169,9 @@ def load_run(run: str | Path) -> AugmentRun:
     if not path.is_file():
         raise _not_a_run(run, f"no {CHECKPOINT} in it" if run.is_dir() else "it does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a corrupt or foreign file
-        raise _not_a_run(path, f"unreadable as a checkpoint: {error}") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != KIND:
-        found = (
-            (checkpoint.get("kind") or checkpoint.get("detector")) if isinstance(checkpoint, dict) else None
-        )
-        raise _not_a_run(path, f"it holds {found!r}, not a {KIND!r} checkpoint")
-    if checkpoint["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format {checkpoint['format_version']}; this defectlens reads up to {FORMAT_VERSION}"
-        )
-    if checkpoint["defectlens_version"] != __version__:
-        logger.warning("run %s was written by defectlens %s", path, checkpoint["defectlens_version"])
+        checkpoint = read_checkpoint(path, KIND)
+    except CheckpointError as error:
+        raise _not_a_run(path, str(error)) from error
     settings = {**checkpoint["settings"], "device": "cpu"}
     generator, discriminator = dcgan(settings).plain_networks()
     generator.load_state_dict(checkpoint["generator"])

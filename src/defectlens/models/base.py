@@ -34,7 +34,7 @@ from defectlens.core.estimator import Estimator
 from defectlens.core.settings import Integer, OneOf
 from defectlens.data.datasets import DataSplits, load_folder
 from defectlens.data.inputs import Batch, as_dataset, loader
-from defectlens.data.transforms import RESIZE_MODES, Resize
+from defectlens.data.transforms import RESIZE_MODES, Geometry, Resize
 from defectlens.errors import ConfigError, DataError
 from defectlens.post.prediction import Calibration, Prediction, ScoredBatch
 
@@ -51,6 +51,24 @@ def raw_scores(module: nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.
     device = next(iter(module.buffers()), torch.empty(0)).device
     scores, maps = module(images.to(device))
     return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+
+
+def raw_over(
+    module: nn.Module, data: DataLoader, progress: bool = False, desc: str = "score"
+) -> tuple[np.ndarray, np.ndarray, list[Batch]]:
+    """`raw_scores` of every batch of `data`: scores (N,), maps (N, H, W) and the batches themselves."""
+    scores, maps, batches = [], [], []
+    for batch in progress_bar(data, progress, desc):
+        batch_scores, batch_maps = raw_scores(module, batch.images)
+        scores.append(batch_scores)
+        maps.append(batch_maps)
+        batches.append(batch)
+    return np.concatenate(scores), np.concatenate(maps), batches
+
+
+def content_maxima(maps: Any, geometries: list[Geometry]) -> np.ndarray:
+    """Each map's maximum over the image's content: padding added by resize="pad" is not part of it."""
+    return np.array([g.crop_content(m).max() for m, g in zip(maps, geometries, strict=True)])
 
 
 class Detector(Estimator, ABC):
@@ -253,17 +271,6 @@ class Detector(Estimator, ABC):
         self.check_is_fitted()
         return raw_scores(self.module_, images)
 
-    def _raw_over(
-        self, data: DataLoader, progress: bool, desc: str
-    ) -> tuple[np.ndarray, np.ndarray, list[Batch]]:
-        scores, maps, batches = [], [], []
-        for batch in progress_bar(data, progress, desc):
-            batch_scores, batch_maps = self.score_batch(batch.images)
-            scores.append(batch_scores)
-            maps.append(batch_maps)
-            batches.append(batch)
-        return np.concatenate(scores), np.concatenate(maps), batches
-
     # ----------------------------------------------------------------------------- thresholds
     def calibrate(
         self, val: Any, progress: bool = False, keep_good: bool = False, source: str = "validation images"
@@ -290,7 +297,7 @@ class Detector(Estimator, ABC):
             raise DataError(
                 "no validation images to set the threshold on: give fit() a val set or more images"
             )
-        scores, maps, batches = self._raw_over(data, progress, "calibrate")
+        scores, maps, batches = raw_over(self.module_, data, progress, "calibrate")
         labels = np.concatenate([b.labels.numpy() for b in batches])
         good = labels <= 0  # unknown labels count as good: validation images come from the good set
         masks = [mask for b in batches for mask in b.masks]
@@ -300,10 +307,7 @@ class Detector(Estimator, ABC):
             for m, mask, geometry in zip(maps, masks, geometries, strict=True)
             if mask is not None
         ]
-        # Padding added by resize="pad" is not part of the image: only the content counts.
-        good_maxima = np.array(
-            [g.crop_content(m).max() for m, g, ok in zip(maps, geometries, good, strict=True) if ok]
-        )
+        good_maxima = content_maxima(maps[good], [g for g, ok in zip(geometries, good, strict=True) if ok])
         pixels = None
         if pixel_truth and (~good).any():
             pixels = (

@@ -28,7 +28,7 @@ from defectlens.core.settings import Integer, OneOf
 from defectlens.data.inputs import Batch
 from defectlens.data.transforms import Geometry
 from defectlens.errors import DataError
-from defectlens.models.base import Detector
+from defectlens.models.base import Detector, content_maxima
 
 OUT_OF_FOLD = ("leave-image-out", "folds")
 
@@ -83,10 +83,9 @@ class HeldOutScores:
     def record(self, indices: np.ndarray, scores: torch.Tensor, maps: torch.Tensor) -> None:
         """Keep the image scores (B,) and maps (B, H, W) of the embeddings at `indices`."""
         self.scores[indices] = scores.float().cpu().numpy()
-        self.maxima[indices] = [
-            self.geometries[i].crop_content(m).max()
-            for i, m in zip(indices, maps.float().cpu().numpy(), strict=True)
-        ]
+        self.maxima[indices] = content_maxima(
+            maps.float().cpu().numpy(), [self.geometries[i] for i in indices]
+        )
 
 
 def digests_of(batch: Batch) -> list[bytes]:

@@ -22,7 +22,7 @@ from defectlens.core.loop import STATE_FILE
 from defectlens.core.settings import Integer
 from defectlens.data.inputs import as_dataset, loader
 from defectlens.errors import ConfigError
-from defectlens.models.base import HELD_OUT_SOURCE, Detector, raw_scores
+from defectlens.models.base import HELD_OUT_SOURCE, Detector, content_maxima, raw_over
 
 SMALL_HELD_OUT = 30  # held-out images below which the calibration refits in folds
 
@@ -67,14 +67,8 @@ class TrainedDetector(Detector):
             resume = context.resume and work_dir is not None and (work_dir / STATE_FILE).is_file()
             fold_context = dataclasses.replace(context, work_dir=work_dir, resume=resume)
             module = self._fit_module(self._loader([images[i] for i in inside]), held_loader, fold_context)
-            module.eval()
-            offset = 0
-            for batch in held_loader:
-                batch_scores, maps = raw_scores(module, batch.images)
-                chunk = held[offset : offset + len(batch)]
-                scores[chunk] = batch_scores
-                maxima[chunk] = [g.crop_content(m).max() for g, m in zip(batch.geometries, maps, strict=True)]
-                offset += len(batch)
+            scores[held], maps, batches = raw_over(module.eval(), held_loader)
+            maxima[held] = content_maxima(maps, [g for b in batches for g in b.geometries])
         vars(self).clear()
         vars(self).update(shipped)
         labels = np.zeros(len(images), dtype=int)

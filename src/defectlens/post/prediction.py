@@ -17,7 +17,7 @@ import numpy as np
 from defectlens.data.transforms import Geometry
 from defectlens.errors import ConfigError
 from defectlens.post.normalization import ScoreNormalizer
-from defectlens.post.threshold import CONFIDENCE, FixedThreshold, Threshold, false_reject_bound
+from defectlens.post.threshold import FixedThreshold, Threshold, describe_operating_point
 
 
 @dataclass(frozen=True)
@@ -117,29 +117,13 @@ class Calibration:
     def operating_point(self) -> dict[str, Any]:
         """The operating point as a quality engineer reads it, for metrics.json and the printed summary.
 
-        Holds the policy and its target, the threshold and how it was found (`method`), where the good
-        calibration scores come from and how many there are, the share of them the threshold rejects, the
-        false-reject rate it guarantees at 95 % confidence (`false_reject_bound`), and the recall on
-        labelled defective calibration images when there were any.
+        `describe_operating_point`, plus the recall on labelled defective calibration images when there
+        were any.
         """
-        threshold = self.image_threshold
-        described = self.threshold.to_dict()
-        point: dict[str, Any] = {
-            "policy": described.pop("kind"),
-            **{k: v for k, v in described.items() if k not in ("value", "method", "n_good", "tail")},
-            "threshold": threshold,
-            "method": getattr(self.threshold, "method_", None) or self.threshold.kind,
-            "scores_from": self.source,
-            "n_good": int(self.good_scores.size),
-            "calibration_false_reject_rate": float(np.mean(self.good_scores >= threshold)),
-            "guaranteed_false_reject_rate": false_reject_bound(self.good_scores, threshold),
-            "confidence": CONFIDENCE,
-        }
-        if getattr(self.threshold, "tail_", None):
-            point["tail"] = self.threshold.tail_
+        point = describe_operating_point(self.threshold, self.good_scores, self.source)
         if self.defective_scores.size:
             point["n_defective"] = int(self.defective_scores.size)
-            point["calibration_recall"] = float(np.mean(self.defective_scores >= threshold))
+            point["calibration_recall"] = float(np.mean(self.defective_scores >= self.image_threshold))
         return point
 
     def apply(self, raw_score: np.ndarray, raw_map: np.ndarray, geometries: Sequence[Geometry]) -> Prediction:

@@ -25,6 +25,7 @@ __all__ = [
     "RecallThreshold",
     "Threshold",
     "ThresholdPolicy",
+    "describe_operating_point",
     "false_reject_bound",
 ]
 
@@ -434,6 +435,31 @@ def _good_scores(scores: ArrayLike, labels: ArrayLike | None) -> np.ndarray:
     if arr.size == 0:
         raise ConfigError("a false-reject threshold needs good scores (label 0), got none")
     return arr
+
+
+def describe_operating_point(threshold: Threshold, good_scores: ArrayLike, source: str) -> dict[str, Any]:
+    """The operating point of a fitted threshold as a quality engineer reads it (metrics.json, the printed
+    summary, the service): the policy and its target, the threshold and how it was found (`method`, and
+    the fitted `tail` when one was extrapolated), where the good calibration scores come from and how many
+    there are, the share of them it rejects and the false-reject rate it guarantees at 95 % confidence
+    (`false_reject_bound`; both None without good scores, e.g. an old checkpoint that kept none)."""
+    good = np.asarray(good_scores, dtype=np.float64)
+    value = threshold.check_fitted()
+    described = threshold.to_dict()
+    point: dict[str, Any] = {
+        "policy": described.pop("kind"),
+        **{k: v for k, v in described.items() if k not in ("value", "method", "n_good", "tail")},
+        "threshold": float(value),
+        "method": getattr(threshold, "method_", None) or threshold.kind,
+        "scores_from": source,
+        "n_good": int(good.size),
+        "calibration_false_reject_rate": float(np.mean(good >= value)) if good.size else None,
+        "guaranteed_false_reject_rate": false_reject_bound(good, value) if good.size else None,
+        "confidence": CONFIDENCE,
+    }
+    if getattr(threshold, "tail_", None):
+        point["tail"] = threshold.tail_
+    return point
 
 
 POLICIES: tuple[str, ...] = ("false_reject_rate", "recall", "quantile", "f1")

@@ -31,7 +31,7 @@ from defectlens.core.estimator import Estimator
 from defectlens.core.settings import POSITIVE_INT, Integer, Optional, Real
 from defectlens.data.datasets import carve
 from defectlens.errors import ConfigError
-from defectlens.post.threshold import CONFIDENCE, FixedThreshold, Threshold, false_reject_bound
+from defectlens.post.threshold import FixedThreshold, Threshold, describe_operating_point
 
 logger = logging.getLogger(__name__)
 
@@ -199,19 +199,7 @@ class AudioDetector(Estimator, ABC):
         share of them it flags and the false-reject rate it guarantees at 95 % confidence (both None for
         checkpoints that kept no calibration scores)."""
         self.check_is_fitted()
-        threshold, good = self.calibration_, self.good_scores_
-        value = threshold.value_
-        return {
-            "policy": threshold.kind,
-            **{k: v for k, v in threshold.get_params().items() if k != "value"},
-            "threshold": value,
-            "method": getattr(threshold, "method_", threshold.kind),
-            "scores_from": self.calibration_source_,
-            "n_good": int(good.size),
-            "calibration_false_reject_rate": float(np.mean(good >= value)) if good.size else None,
-            "guaranteed_false_reject_rate": false_reject_bound(good, value) if good.size else None,
-            "confidence": CONFIDENCE,
-        }
+        return describe_operating_point(self.calibration_, self.good_scores_, self.calibration_source_)
 
     @property
     def device_(self) -> torch.device:
