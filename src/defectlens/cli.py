@@ -117,9 +117,32 @@ def train_command(
     masks: Annotated[
         Path | None, typer.Option(help="Folder of masks named like the defective images.")
     ] = None,
-    image_size: Annotated[int | None, typer.Option(help="Model input side in pixels (default 256).")] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Working resolution: the side images are resized to (default 256); the model input "
+            "unless --tile-size is given."
+        ),
+    ] = None,
     resize: Annotated[
         str | None, typer.Option(help="'squash' (plain resize) or 'pad' (keep aspect ratio).")
+    ] = None,
+    tile_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Cut the working resolution into tiles of this side; the model sees tiles (docs/tiling.md)."
+        ),
+    ] = None,
+    tile_overlap: Annotated[
+        float | None,
+        typer.Option(help="Share of a tile's side that neighbouring tiles overlap (default 0.25)."),
+    ] = None,
+    roi: Annotated[
+        str | None,
+        typer.Option(
+            help="Region of interest: a mask image (white = inspect) or 'auto' (the training images' "
+            "foreground)."
+        ),
     ] = None,
     backbone: Annotated[
         str | None, typer.Option(help="timm backbone name (default tf_efficientnet_lite0).")
@@ -175,6 +198,9 @@ def train_command(
         common = {
             "image_size": image_size,
             "resize": resize,
+            "tile_size": tile_size,
+            "tile_overlap": tile_overlap,
+            "roi": str(Path(roi).resolve()) if roi not in (None, "auto") else roi,
             "backbone": backbone,
             "device": device,
             "seed": seed,
@@ -190,6 +216,8 @@ def train_command(
         console.print(
             "operating point: " + _operating_point_line(result.detector.calibration.operating_point())
         )
+        if result.hint:
+            console.print(f"[yellow]hint:[/] {result.hint}")
         console.print(f"run folder: {result.run}   next: defectlens test --run {result.run}")
 
     run_job(job)

@@ -32,6 +32,8 @@ class Sample:
     defect_type: str
     geometry: Geometry
     original: np.ndarray  # (H, W, 3) uint8 as decoded, so reports draw on it without decoding again
+    inspect: torch.Tensor | None = None  # (S_h, S_w) bool region of interest; None: all of it
+    digest: bytes | None = None  # identifies the image a tile was cut from (`data/tiling.py`)
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Batch:
     defect_types: list[str] = field(default_factory=list)
     geometries: list[Geometry] = field(default_factory=list)
     originals: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 as decoded
+    inspect: list[torch.Tensor | None] = field(default_factory=list)
+    digests: list[bytes | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -59,6 +63,8 @@ class Batch:
             self.defect_types,
             self.geometries,
             self.originals,
+            self.inspect,
+            self.digests,
         )
 
 
@@ -112,6 +118,8 @@ def collate(samples: list[Sample]) -> Batch:
         defect_types=[s.defect_type for s in samples],
         geometries=[s.geometry for s in samples],
         originals=[s.original for s in samples],
+        inspect=[s.inspect for s in samples],
+        digests=[s.digest for s in samples],
     )
 
 

@@ -31,12 +31,24 @@ from defectlens.engine.runs import (
 from defectlens.errors import ConfigError, DataError
 from defectlens.models import Detector, Prediction, load
 from defectlens.post.tasks import regions
-from defectlens.reports import panel, save_image, save_operating_curve, save_roc_curve, save_score_histogram
+from defectlens.reports import (
+    panel,
+    save_image,
+    save_operating_curve,
+    save_roc_curve,
+    save_score_histogram,
+    shrink,
+)
 
 logger = logging.getLogger(__name__)
 
 
 FIXED_RATES = (0.001, 0.01, 0.05)  # false-reject rates the recall is reported at
+# Report pictures wider or taller than this are shrunk to it, and the strongest boxes of the image get
+# pictures of their own at full resolution (writing 3072x1152 panels cost more than the model on MVTec screw).
+PANEL_SIDE = 1024
+PANEL_CROPS = 3
+CROP_MARGIN = 32
 
 
 @dataclass
@@ -131,7 +143,23 @@ def write_panel(
     if found.below_image_threshold:
         verdict += f" ({len(found.below_image_threshold)} region(s) below the image threshold)"
     title = f"{record.defect_type}  score {prediction.score[index]:.3f}  {verdict}"
-    save_image(panel(image, heat, found.mask, gt, found.boxes, title=title), path)
+    columns = 2 if gt is None else 3
+    scale = PANEL_SIDE / max(heat.shape[0], columns * heat.shape[1])
+    if scale >= 1:
+        save_image(panel(image, heat, found.mask, gt, found.boxes, title=title), path)
+        return
+    height, width = heat.shape
+    for number, box in enumerate(found.boxes[:PANEL_CROPS], 1):  # strongest first
+        x0, y0, x1, y1 = (round(float(v)) for v in box[:4])
+        rows = slice(max(0, y0 - CROP_MARGIN), min(height, y1 + CROP_MARGIN))
+        cols = slice(max(0, x0 - CROP_MARGIN), min(width, x1 + CROP_MARGIN))
+        local = [(x0 - cols.start, y0 - rows.start, x1 - cols.start, y1 - rows.start, box[4])]
+        crop_gt = None if gt is None else gt[rows, cols]
+        crop = panel(
+            image[rows, cols], heat[rows, cols], found.mask[rows, cols], crop_gt, local, f"box {number}"
+        )
+        save_image(crop, path.with_name(f"{path.stem}.box{number}.png"))
+    save_image(panel(*shrink(scale, image, heat, found.mask, gt, found.boxes), title=title), path)
 
 
 def evaluate_run(
@@ -198,6 +226,11 @@ def evaluate_run(
     write_json(run / METRICS, result)
     (run / TEST_PREDICTIONS).write_text("".join(json.dumps(entry) + "\n" for entry in per_image))
     if report_dir is not None:
+        if detector.region_of_interest is not None:
+            save_image(
+                np.repeat(detector.region_of_interest[..., None] * np.uint8(255), 3, 2),
+                report_dir / "roi.png",
+            )
         save_roc_curve(labels, raw_scores, report_dir / "roc.png", title=f"{info.model}: image ROC")
         save_score_histogram(
             labels, raw_scores, threshold, report_dir / "histogram.png", title=f"{info.model}: scores"

@@ -9,8 +9,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from defectlens import __version__
 from defectlens.data import DataSplits
+from defectlens.data.io import read_size
 from defectlens.engine.runs import CHECKPOINT, TRAINING_DIR, DataSpec, RunInfo, prepare_output, write_json
 from defectlens.errors import CheckpointError, ConfigError
 from defectlens.models import Detector, create
@@ -42,12 +45,35 @@ def _check_same_setup(path: Path, model: str, params: dict[str, Any], data: Data
     write_json(path, setup)
 
 
+HINT_RATIO = 2  # training images this many times the model input (shorter sides) get the tiling hint
+HINT_SAMPLE = 32  # training images whose size the hint looks at
+
+
 @dataclass
 class TrainResult:
     run: Path
     detector: Detector
     splits: DataSplits
     info: RunInfo
+    hint: str | None = None  # a setting that would likely serve these images better
+
+
+def resolution_hint(detector: Detector, splits: DataSplits, params: dict[str, Any]) -> str | None:
+    """One line for a detector left at its default size on images much larger than its input: resizing
+    them shrinks small defects to a pixel or two (MVTec screw, docs/tiling.md); None otherwise."""
+    if "image_size" in params or detector.tiled or not splits.train:
+        return None
+    sizes = np.array([read_size(r.path) for r in splits.train[:HINT_SAMPLE]])
+    height, width = (int(v) for v in np.median(sizes, axis=0))
+    side = detector.image_size
+    if min(height, width) < HINT_RATIO * side:
+        return None
+    working = min(height, width) // 32 * 32
+    return (
+        f"images are {width}x{height} px, {min(height, width) / side:.0f}x the {side} px model input, so "
+        f"small defects may shrink to a pixel or two: try --image-size {working} --tile-size {side} "
+        "(docs/tiling.md)"
+    )
 
 
 def train(
@@ -95,4 +121,7 @@ def train(
         defectlens_version=__version__,
     )
     info.save(run)
-    return TrainResult(run=run, detector=detector, splits=splits, info=info)
+    hint = resolution_hint(detector, splits, params or {})
+    if hint:
+        logger.info("hint: %s", hint)
+    return TrainResult(run=run, detector=detector, splits=splits, info=info, hint=hint)

@@ -31,11 +31,14 @@ from torch.utils.data import DataLoader
 from defectlens.core.checkpoint import restore_weights, warn_refit, write_checkpoint
 from defectlens.core.context import FitContext, progress_bar, resolve_device
 from defectlens.core.estimator import Estimator
-from defectlens.core.settings import Integer, OneOf
+from defectlens.core.settings import FilePath, Integer, OneOf, Optional, Real
 from defectlens.data.datasets import DataSplits, load_folder
 from defectlens.data.inputs import Batch, as_dataset, loader
+from defectlens.data.roi import AUTO_ROI, region_of_interest
+from defectlens.data.tiling import TiledDataset, TileLayout
 from defectlens.data.transforms import RESIZE_MODES, Geometry, Resize
 from defectlens.errors import ConfigError, DataError
+from defectlens.models.tiling import TiledModule, tile_module_of
 from defectlens.post.prediction import Calibration, Prediction, ScoredBatch
 
 logger = logging.getLogger(__name__)
@@ -66,21 +69,43 @@ def raw_over(
     return np.concatenate(scores), np.concatenate(maps), batches
 
 
-def content_maxima(maps: Any, geometries: list[Geometry]) -> np.ndarray:
-    """Each map's maximum over the image's content: padding added by resize="pad" is not part of it."""
-    return np.array([g.crop_content(m).max() for m, g in zip(maps, geometries, strict=True)])
+def content_maxima(maps: Any, geometries: list[Geometry], inspect: list[Any] | None = None) -> np.ndarray:
+    """Each map's maximum over the image's content (padding added by resize="pad" is not part of it) and
+    inside its region of interest (`inspect`, bool masks like the maps, or None); -inf where none is left."""
+    inspect = inspect or [None] * len(geometries)
+    maxima = []
+    for amap, geometry, region in zip(maps, geometries, inspect, strict=True):
+        if region is not None:
+            amap = np.where(np.asarray(region, dtype=bool), amap, -np.inf)
+        content = geometry.crop_content(amap)
+        maxima.append(content.max() if content.size else -np.inf)
+    return np.array(maxima, dtype=float)
 
 
 class Detector(Estimator, ABC):
     """Base class of every image anomaly detector.
 
     Args:
-        image_size: side of the square model input in pixels.
+        image_size: side of the square working resolution every image is resized to; the model input
+            itself when `tile_size` is None.
         resize: "squash" (plain resize) or "pad" (keep the aspect ratio, pad with black).
+        tile_size: None, or the side of square tiles cut from the working resolution (`data/tiling.py`):
+            the model is fitted on the tiles of the good images and scores an image tile by tile, and the
+            tile maps are blended into one map at working resolution.
+        tile_overlap: share of a tile's side that neighbouring tiles overlap by, in [0, 1).
+        roi: None (inspect everything), the path of a mask image (white = inspect; resized with the
+            image) or "auto" (the foreground of the training images' mean image). Pixels outside are not
+            fitted on, and no score, map, box or metric looks at them. Saved with the model.
         Other settings (batch_size, seed, device, the threshold policy): see `Estimator`.
     """
 
-    settings: ClassVar = {"image_size": Integer(32), "resize": OneOf(RESIZE_MODES)}
+    settings: ClassVar = {
+        "image_size": Integer(32),
+        "resize": OneOf(RESIZE_MODES),
+        "tile_size": Optional(Integer(32), "no tiles"),
+        "tile_overlap": Real(0, 1, closed="left"),
+        "roi": Optional(FilePath(), f"inspect everything; or '{AUTO_ROI}'"),
+    }
     # False for detectors whose scoring cannot be written as a fixed graph (e.g. a search at inference).
     exportable: ClassVar[bool] = True
     # How good calibration scores are made without a validation set: "held-out" (a split the model does
@@ -88,9 +113,26 @@ class Detector(Estimator, ABC):
     # a model that did not see it, `CrossFitDetector`); `defectlens models` describes each.
     calibration_scores: ClassVar[str] = "held-out"
 
-    def __init__(self, *, image_size: int = 256, resize: str = "squash", **base: Any) -> None:
+    def __init__(
+        self,
+        *,
+        image_size: int = 256,
+        resize: str = "squash",
+        tile_size: int | None = None,
+        tile_overlap: float = 0.25,
+        roi: str | None = None,
+        **base: Any,
+    ) -> None:
         super().__init__(**base)
         self._keep(locals())
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.tile_size is not None and self.tile_size > self.image_size:
+            raise ConfigError(
+                f"tile_size {self.tile_size} is larger than image_size {self.image_size} (the working "
+                "resolution it is cut from): raise image_size or lower tile_size"
+            )
 
     # ----------------------------------------------------------------------------- subclass hooks
     @abstractmethod
@@ -122,12 +164,63 @@ class Detector(Estimator, ABC):
         """The fitted module's architecture with placeholder state, as fitting on `n_train_images` images
         would shape it: for complexity reports without fitting (settings checked first)."""
         self.check_params()
-        return self._shaped_module(n_train_images)
+        tiles = len(self._layout(None)) if self.tiled else 1  # as a fit without a region of interest
+        return self._framed(self._shaped_module(n_train_images * tiles), None)
 
     @property
     def input_resize(self) -> Resize:
-        """The resize every input goes through before the model."""
+        """The resize every input goes through before the model (to the working resolution)."""
         return Resize(self.image_size, self.resize)
+
+    @property
+    def input_side(self) -> int:
+        """Side of what the fitted module sees: a tile, or the whole working resolution."""
+        return self.tile_size or self.image_size
+
+    @property
+    def _input_setting(self) -> str:
+        """The setting that sets `input_side`, as error messages name it."""
+        return "tile_size" if self.tile_size else "image_size"
+
+    @property
+    def tiled(self) -> bool:
+        """Whether the model sees tiles or a region of interest rather than the whole image as it is."""
+        return self.tile_size is not None or self.roi is not None
+
+    @property
+    def region_of_interest(self) -> np.ndarray | None:
+        """(H, W) bool mask at working resolution of the pixels inspected, or None for all of them."""
+        self.check_is_fitted()
+        return self.roi_mask_
+
+    @property
+    def tile_module_(self) -> nn.Module:
+        """The fitted module that scores one model input (a tile when tiled)."""
+        self.check_is_fitted()
+        return tile_module_of(self.module_)
+
+    def _layout(self, roi: np.ndarray | None) -> TileLayout:
+        return TileLayout.plan(self.input_resize.size, self.tile_size, self.tile_overlap, roi)
+
+    def _tile_loader(self, images: Any) -> DataLoader:
+        """A loader of what the fitted module trains on: the tiles of `images` when tiled, else the images."""
+        dataset = as_dataset(images, self.input_resize)
+        if self.tiled:
+            dataset = TiledDataset(dataset, self._layout(self.roi_mask_), self.roi_mask_)
+        return loader(dataset, self.batch_size)
+
+    def _framed(self, tile_module: nn.Module, roi: np.ndarray | None) -> nn.Module:
+        """The module that scores whole images at working resolution, from one that scores model inputs,
+        inspecting the (H, W) bool `roi` (None: all pixels)."""
+        if not self.tiled:
+            return tile_module
+        return TiledModule(tile_module, self._layout(roi), None if roi is None else torch.from_numpy(roi))
+
+    def _per_image(self, tile_values: np.ndarray) -> np.ndarray:
+        """Per-tile scores or maxima -> per image (their maximum), in the order `_tile_loader` cuts them."""
+        return (
+            tile_values.reshape(-1, len(self._layout(self.roi_mask_))).max(1) if self.tiled else tile_values
+        )
 
     @property
     def runtime(self) -> str:
@@ -172,16 +265,22 @@ class Detector(Estimator, ABC):
         train, val, source = self._split(data, val)
         torch.manual_seed(self.seed)
         resize = self.input_resize
-        train_loader = loader(as_dataset(train, resize), self.batch_size)
+        self.roi_mask_ = region_of_interest(self.roi, as_dataset(train, resize), resize, context.progress)
+        train_loader = self._tile_loader(train)
+        if self.tiled:
+            layout = self._layout(self.roi_mask_)
+            logger.info("%d tiles of %dx%d px per image", len(layout), *layout.tile)
         if val is None:
             logger.info("fitting %s on %d images, calibrating out of fold", self.name, len(train))
             module, scores, maxima, source = self._fit_out_of_fold(train_loader, context)
-            self.module_ = module.eval()
+            self.module_ = self._framed(module, self.roi_mask_).eval()
+            scores, maxima = self._per_image(scores), self._per_image(maxima)
             self._calibrate_from(scores, np.zeros(len(scores), dtype=int), maxima, None, source)
             return self
         logger.info("fitting %s on %d images (%d held out for calibration)", self.name, len(train), len(val))
         val_loader = loader(as_dataset(val, resize), self.batch_size)
-        self.module_ = self._fit_module(train_loader, val_loader, context).eval()
+        tile_module = self._fit_module(train_loader, self._tile_loader(val), context)
+        self.module_ = self._framed(tile_module, self.roi_mask_).eval()
         self._calibrate_held_out(train, val, val_loader, source, context)
         return self
 
@@ -215,7 +314,7 @@ class Detector(Estimator, ABC):
         """
         self.check_is_fitted()
         device = next(iter(self.module_.buffers()), torch.empty(0)).device
-        data = loader(as_dataset(good, self.input_resize), self.batch_size)
+        data = self._tile_loader(good)
         if self._extend_module(data, FitContext(device, progress)):
             return self
         if train is None:
@@ -225,11 +324,8 @@ class Detector(Estimator, ABC):
         calibration = self.calibration_
         # The new good images double as validation data for models that monitor one while training.
         combined = list(train) + list(good if isinstance(good, list | tuple) else [good])
-        self.module_ = self._fit_module(
-            loader(as_dataset(combined, self.input_resize), self.batch_size),
-            data,
-            FitContext(device, progress),
-        ).eval()
+        tile_module = self._fit_module(self._tile_loader(combined), data, FitContext(device, progress))
+        self.module_ = self._framed(tile_module, self.roi_mask_).eval()
         self.calibration_ = calibration
         return self
 
@@ -399,7 +495,15 @@ class Detector(Estimator, ABC):
             CheckpointError: the saved weights do not fit the saved settings.
         """
         detector = cls(**checkpoint["params"])
-        module = restore_weights(detector._build_module(checkpoint["state_dict"]), checkpoint, path)
+        state = checkpoint["state_dict"]
+        roi = state.get("roi") if detector.tiled else None
+        detector.roi_mask_ = None if roi is None or roi.numel() == 0 else roi.bool().numpy()
+        if detector.tiled:
+            state = {
+                k.removeprefix("tile_module."): v for k, v in state.items() if k.startswith("tile_module.")
+            }
+        module = detector._framed(detector._build_module(state), detector.roi_mask_)
+        module = restore_weights(module, checkpoint, path)
         detector.module_ = module.to(resolve_device(detector.device)).eval()
         detector.calibration_ = Calibration.from_dict(checkpoint["post"])
         if "source" not in checkpoint["post"]:

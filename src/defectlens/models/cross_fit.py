@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from defectlens.core.context import FitContext, progress_bar
@@ -63,12 +65,40 @@ def assign_folds(digests: list[bytes], folds: int, seed: int) -> np.ndarray:
     return fold_of_group[group_of]
 
 
-class HeldOutScores:
-    """Raw image scores and content-map maxima of the good training images, filled in by the models that
-    did not see them."""
+@dataclass
+class Embedded:
+    """What a feature pass over good model inputs keeps: embeddings (N, C, h, w) on the CPU, each input's
+    digest (its parent image's for a tile), geometry and region of interest (None: all of it)."""
 
-    def __init__(self, module: nn.Module, geometries: list[Geometry], size: tuple[int, int]) -> None:
+    embeddings: torch.Tensor
+    digests: list[bytes]
+    geometries: list[Geometry]
+    inspect: list[torch.Tensor | None]
+
+    def kept_patches(self) -> torch.Tensor | None:
+        """(N, h, w) bool: the patches whose cell lies mostly inside the region of interest, or None when
+        there is none."""
+        if all(region is None for region in self.inspect):
+            return None
+        grid = self.embeddings.shape[-2:]
+        regions = torch.stack([r.float() for r in self.inspect])[:, None]
+        return F.adaptive_avg_pool2d(regions, grid)[:, 0] >= 0.5
+
+
+class HeldOutScores:
+    """Raw scores and content-map maxima of the good training inputs, filled in by the models that did not
+    see them. With a region of interest, an input's score is its map's maximum inside it, as the tiled
+    module scores (`models/tiling.py`)."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        geometries: list[Geometry],
+        size: tuple[int, int],
+        inspect: list[torch.Tensor | None] | None = None,
+    ) -> None:
         self.module, self.geometries, self.size = module, geometries, size
+        self.inspect = inspect if inspect and any(r is not None for r in inspect) else None
         self.scores, self.maxima = np.empty(len(geometries)), np.empty(len(geometries))
 
     def score(self, indices: np.ndarray, embeddings: torch.Tensor, batch_size: int) -> None:
@@ -82,14 +112,22 @@ class HeldOutScores:
 
     def record(self, indices: np.ndarray, scores: torch.Tensor, maps: torch.Tensor) -> None:
         """Keep the image scores (B,) and maps (B, H, W) of the embeddings at `indices`."""
-        self.scores[indices] = scores.float().cpu().numpy()
-        self.maxima[indices] = content_maxima(
-            maps.float().cpu().numpy(), [self.geometries[i] for i in indices]
-        )
+        maps = maps.float().cpu().numpy()
+        geometries = [self.geometries[i] for i in indices]
+        if self.inspect is None:
+            self.scores[indices] = scores.float().cpu().numpy()
+            self.maxima[indices] = content_maxima(maps, geometries)
+            return
+        regions = [self.inspect[i].numpy() for i in indices]
+        self.scores[indices] = [np.where(r, m, -np.inf).max() for m, r in zip(maps, regions, strict=True)]
+        self.maxima[indices] = content_maxima(maps, geometries, regions)
 
 
 def digests_of(batch: Batch) -> list[bytes]:
-    """A digest of each resized image of `batch`: equal digests, equal pixels."""
+    """A digest of each resized image of `batch` (of its parent image for a tile): equal digests, equal
+    pixels."""
+    if batch.digests and all(d is not None for d in batch.digests):
+        return list(batch.digests)
     return [hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest() for image in batch.images]
 
 
@@ -123,8 +161,11 @@ class CrossFitDetector(Detector):
         """The module with its pretrained backbone and unfitted (empty) state, on `context.device`."""
 
     @abstractmethod
-    def _fit_state(self, embeddings: torch.Tensor, context: FitContext) -> dict[str, torch.Tensor]:
-        """The fitted buffers (name -> tensor) from (N, C, h, w) embeddings of good images."""
+    def _fit_state(
+        self, embeddings: torch.Tensor, kept: torch.Tensor | None, context: FitContext
+    ) -> dict[str, torch.Tensor]:
+        """The fitted buffers (name -> tensor) from (N, C, h, w) embeddings of good images, of which the
+        patches `kept` (N, h, w) bool lie in the region of interest (None: all)."""
 
     @abstractmethod
     def _leave_image_out(self, module: nn.Module, train: DataLoader, context: FitContext) -> HeldOutScores:
@@ -133,8 +174,10 @@ class CrossFitDetector(Detector):
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         module = self._new_module(context)
-        embeddings, _, _ = self._embeddings(module, train, context)
-        self._load_state(module, self._fit_state(embeddings, context), context)
+        embedded = self._embeddings(module, train, context)
+        self._load_state(
+            module, self._fit_state(embedded.embeddings, embedded.kept_patches(), context), context
+        )
         return module
 
     def _fit_out_of_fold(
@@ -149,14 +192,17 @@ class CrossFitDetector(Detector):
                 held_out.maxima,
                 f"leave-image-out ({len(held_out.scores)} images)",
             )
-        embeddings, digests, geometries = self._embeddings(module, train, context)
-        held_out = HeldOutScores(module, geometries, self.input_resize.size)
-        folds = assign_folds(digests, self.calibration_folds, self.seed)
+        embedded = self._embeddings(module, train, context)
+        embeddings, kept = embedded.embeddings, embedded.kept_patches()
+        held_out = HeldOutScores(module, embedded.geometries, (self.input_side,) * 2, embedded.inspect)
+        folds = assign_folds(embedded.digests, self.calibration_folds, self.seed)
         for fold in progress_bar(np.unique(folds), context.progress, "out-of-fold"):
-            self._load_state(module, self._fit_state(embeddings[folds != fold], context), context)
+            inside = folds != fold
+            state = self._fit_state(embeddings[inside], None if kept is None else kept[inside], context)
+            self._load_state(module, state, context)
             held = np.flatnonzero(folds == fold)
             held_out.score(held, embeddings[held], self.batch_size)
-        self._load_state(module, self._fit_state(embeddings, context), context)
+        self._load_state(module, self._fit_state(embeddings, kept, context), context)
         source = f"out-of-fold ({len(np.unique(folds))} folds of {len(folds)} images)"
         return module, held_out.scores, held_out.maxima, source
 
@@ -176,20 +222,20 @@ class CrossFitDetector(Detector):
             yield embedded, batch
 
     @classmethod
-    def _embeddings(
-        cls, module: nn.Module, data: DataLoader, context: FitContext
-    ) -> tuple[torch.Tensor, list[bytes], list[Geometry]]:
-        """(N, C, h, w) embeddings on the CPU, a digest of each resized image, and each one's geometry.
+    def _embeddings(cls, module: nn.Module, data: DataLoader, context: FitContext) -> Embedded:
+        """The embeddings of every input of `data`, with their digests, geometries and regions.
 
         The embeddings are written into one tensor allocated at the first batch, so the cache never exists
         twice (a concatenation would double the peak)."""
         embeddings: torch.Tensor | None = None
         digests: list[bytes] = []
         geometries: list[Geometry] = []
+        inspect: list[torch.Tensor | None] = []
         for embedded, batch in cls._embedded(module, data, context):
             if embeddings is None:
                 embeddings = torch.empty((len(data.dataset), *embedded.shape[1:]), dtype=embedded.dtype)
             embeddings[len(digests) : len(digests) + len(embedded)] = embedded
             digests += digests_of(batch)
             geometries += batch.geometries
-        return embeddings, digests, geometries
+            inspect += batch.inspect or [None] * len(batch)
+        return Embedded(embeddings, digests, geometries, inspect)

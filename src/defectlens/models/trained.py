@@ -61,13 +61,19 @@ class TrainedDetector(Detector):
         scores, maxima = np.empty(len(images)), np.empty(len(images))
         for fold in progress_bar(range(folds), context.progress, "calibration refits"):
             inside, held = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
-            held_loader = self._loader([images[i] for i in held])
+            held_images = [images[i] for i in held]
             work_dir = context.work_dir / f"calibration-fold-{fold}" if context.work_dir else None
             # A resumed fit resumes the refits it had begun and starts the others afresh.
             resume = context.resume and work_dir is not None and (work_dir / STATE_FILE).is_file()
             fold_context = dataclasses.replace(context, work_dir=work_dir, resume=resume)
-            module = self._fit_module(self._loader([images[i] for i in inside]), held_loader, fold_context)
-            scores[held], maps, batches = raw_over(module.eval(), held_loader)
+            inside_images = [images[i] for i in inside]
+            module = self._fit_module(
+                self._tile_loader(inside_images), self._tile_loader(held_images), fold_context
+            )
+            module = self._framed(module, self.roi_mask_).eval()
+            scores[held], maps, batches = raw_over(
+                module, loader(as_dataset(held_images, self.input_resize), self.batch_size)
+            )
             maxima[held] = content_maxima(maps, [g for b in batches for g in b.geometries])
         vars(self).clear()
         vars(self).update(shipped)
@@ -75,6 +81,3 @@ class TrainedDetector(Detector):
         self._calibrate_from(
             scores, labels, maxima, None, f"out-of-fold refits ({folds} folds of {len(images)} images)"
         )
-
-    def _loader(self, images: list[Any]) -> DataLoader:
-        return loader(as_dataset(images, self.input_resize), self.batch_size)

@@ -8,6 +8,7 @@ from defectlens.reports.figures import (
     save_operating_curve,
     save_roc_curve,
     save_score_histogram,
+    shrink,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "save_operating_curve",
     "save_roc_curve",
     "save_score_histogram",
+    "shrink",
 ]

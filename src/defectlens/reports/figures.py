@@ -134,6 +134,38 @@ def overlay(
     return out
 
 
+def shrink(
+    scale: float,
+    image: np.ndarray,
+    anomaly_map: np.ndarray,
+    pred_mask: np.ndarray | None = None,
+    gt_mask: np.ndarray | None = None,
+    boxes: Sequence | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, list]:
+    """The inputs of `panel`, resized by `scale` < 1 (area for the image, linear for the map, nearest for
+    masks; boxes scaled, their scores kept), so that a report picture of a large image stays small."""
+    img = _as_rgb(image)
+    h, w = img.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+
+    def mask(m: np.ndarray | None, name: str) -> np.ndarray | None:
+        if m is None:
+            return None
+        small = cv2.resize(
+            _as_mask(m, (h, w), name).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT
+        )
+        return small.astype(bool)
+
+    scaled = [(*(float(v) * scale for v in box[:4]), *box[4:]) for box in boxes or ()]
+    return (
+        cv2.resize(img, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(np.asarray(anomaly_map, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR),
+        mask(pred_mask, "pred_mask"),
+        mask(gt_mask, "gt_mask"),
+        scaled,
+    )
+
+
 def panel(
     image: np.ndarray,
     anomaly_map: np.ndarray,

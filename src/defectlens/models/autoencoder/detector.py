@@ -123,24 +123,26 @@ class Autoencoder(TrainedDetector):
     # ----------------------------------------------------------------------------- settings
     def _check_params(self) -> None:
         super()._check_params()
-        if self.image_size % 2**self.depth:
+        if self.input_side % 2**self.depth:
             raise ConfigError(
-                f"image_size must be divisible by 2 ** depth = {2**self.depth} (depth {self.depth}), "
-                f"got {self.image_size}"
+                f"{self._input_setting} must be divisible by 2 ** depth = {2**self.depth} "
+                f"(depth {self.depth}), "
+                f"got {self.input_side}"
             )
-        if int(4 * self.blur_sigma + 0.5) >= self.image_size:
+        if int(4 * self.blur_sigma + 0.5) >= self.input_side:
             raise ConfigError(
-                f"blur_sigma must be below image_size / 4 ({self.image_size / 4:g}), got {self.blur_sigma}"
+                f"blur_sigma must be below {self._input_setting} / 4 ({self.input_side / 4:g}), "
+                f"got {self.blur_sigma}"
             )
-        if "ssim" in (self.loss, self.map_metric) and self.image_size <= SSIM_WINDOW:
+        if "ssim" in (self.loss, self.map_metric) and self.input_side <= SSIM_WINDOW:
             raise ConfigError(
-                f"image_size must exceed the SSIM window ({SSIM_WINDOW}), got {self.image_size}"
+                f"{self._input_setting} must exceed the SSIM window ({SSIM_WINDOW}), got {self.input_side}"
             )
 
     # ----------------------------------------------------------------------------- module
     def _module(self) -> ConvAutoencoder:
         return ConvAutoencoder(
-            image_size=self.image_size,
+            image_size=self.input_side,
             channels=self.channels,
             depth=self.depth,
             width=self.width,
@@ -216,10 +218,11 @@ class Autoencoder(TrainedDetector):
 
     @torch.inference_mode()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """Reconstructions of a resized batch (B, 3, H, W) in [0, 1]: (B, channels, H, W) in [0, 1]."""
-        self.check_is_fitted()
-        device = next(self.module_.parameters()).device
-        return self.module_.reconstruct(self.module_.prepare(images.to(device))).cpu()
+        """Reconstructions of a batch of model inputs (B, 3, h, w) in [0, 1] (tiles when tiled):
+        (B, channels, h, w) in [0, 1]."""
+        module = self.tile_module_
+        device = next(module.parameters()).device
+        return module.reconstruct(module.prepare(images.to(device))).cpu()
 
 
 @torch.inference_mode()

@@ -118,19 +118,22 @@ class DcganDetector(TrainedDetector):
     @property
     def gan_size(self) -> int:
         """Side of the images the GAN generates: the patch size, or the whole input."""
-        return self.patch_size or self.image_size
+        return self.patch_size or self.input_side
 
     def _check_params(self) -> None:
         super()._check_params()
-        if self.patch_size is None and self.image_size not in GAN_SIZES:
+        if self.patch_size is None and self.input_side not in GAN_SIZES:
             raise ConfigError(
-                f"image_size must be one of {GAN_SIZES} for a GAN on whole images, got {self.image_size} "
+                f"{self._input_setting} must be one of {GAN_SIZES} for a GAN on whole images, "
+                f"got {self.input_side} "
                 "(or set patch_size to train on patches of a larger image)"
             )
-        if self.patch_size is not None and self.image_size % self.patch_size:
-            raise ConfigError(f"patch_size must divide image_size {self.image_size}, got {self.patch_size!r}")
-        if 4 * self.blur_sigma >= self.image_size:
-            raise ConfigError(f"blur_sigma must be below image_size / 4, got {self.blur_sigma}")
+        if self.patch_size is not None and self.input_side % self.patch_size:
+            raise ConfigError(
+                f"patch_size must divide {self._input_setting} {self.input_side}, got {self.patch_size!r}"
+            )
+        if 4 * self.blur_sigma >= self.input_side:
+            raise ConfigError(f"blur_sigma must be below {self._input_setting} / 4, got {self.blur_sigma}")
 
     def _networks(self) -> tuple[Generator, Discriminator]:
         size = self.gan_size
@@ -154,7 +157,7 @@ class DcganDetector(TrainedDetector):
         x = to_gan_range(batch.to(device), self.channels)
         if self.patch_size is None:
             return x
-        last = self.image_size - self.patch_size
+        last = self.input_side - self.patch_size
         rows, cols = torch.randint(0, last + 1, (2, len(x))).tolist()
         return torch.stack(
             [
@@ -260,7 +263,7 @@ class DcganDetector(TrainedDetector):
 
     def _scorer_settings(self) -> dict[str, Any]:
         return {
-            "image_size": self.image_size,
+            "image_size": self.input_side,
             "tile_size": self.gan_size,
             "channels": self.channels,
             "blur_sigma": self.blur_sigma,

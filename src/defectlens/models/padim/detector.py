@@ -79,8 +79,14 @@ class Padim(CrossFitDetector):
     def _new_module(self, context: FitContext) -> PadimModel:
         return self._module(True).to(context.device)
 
-    def _fit_state(self, embeddings: torch.Tensor, context: FitContext) -> dict[str, torch.Tensor]:
-        """Per-position means and inverse covariances, accumulated batch by batch in float64."""
+    def _fit_state(
+        self, embeddings: torch.Tensor, kept: torch.Tensor | None, context: FitContext
+    ) -> dict[str, torch.Tensor]:
+        """Per-position means and inverse covariances, accumulated batch by batch in float64.
+
+        Every position keeps its own Gaussian, so a fixed region of interest needs no exclusion: the
+        positions outside it are never looked at. (With tiles, a position gathers the same place of every
+        tile, outside the region included.)"""
         return self._state(*self._moments(embeddings.split(self.batch_size), context))
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
@@ -106,11 +112,13 @@ class Padim(CrossFitDetector):
         """
         digests: list[bytes] = []
         geometries: list = []
+        inspect: list = []
 
         def first_pass() -> Iterator[torch.Tensor]:
             for embedded, batch in self._embedded(module, train, context):
                 digests.extend(digests_of(batch))
                 geometries.extend(batch.geometries)
+                inspect.extend(batch.inspect or [None] * len(batch))
                 yield embedded
 
         mean, scatter, n = self._moments(first_pass(), context)
@@ -119,7 +127,7 @@ class Padim(CrossFitDetector):
         sizes = np.bincount(group_of)[group_of]
         if n - sizes.max() < 2:
             raise ConfigError("leave-image-out PaDiM needs 2 training images besides each duplicate group")
-        held_out = HeldOutScores(module, geometries, self.input_resize.size)
+        held_out = HeldOutScores(module, geometries, (self.input_side,) * 2, inspect)
         # float64: 1 - b q cancels when an image lies far outside the others' spread
         inverse = self._inverse(scatter, n - 2, torch.float64)
         k, b = n / (n - 1), n / ((n - 1) * (n - 2))
@@ -197,7 +205,7 @@ class Padim(CrossFitDetector):
 
     def _shaped_module(self, n_train_images: int) -> nn.Module:
         module = self._module(False)
-        positions = (self.image_size // module.extractor.strides[0]) ** 2
+        positions = (self.input_side // module.extractor.strides[0]) ** 2
         module.mean = torch.zeros(positions, self.n_features)
         module.inv_covariance = torch.zeros(positions, self.n_features, self.n_features)
         return module

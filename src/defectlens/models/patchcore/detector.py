@@ -20,6 +20,7 @@ from defectlens.models.patchcore.ivf import require_faiss
 from defectlens.models.patchcore.sampler import KCenterGreedy
 from defectlens.models.patchcore.torch_model import PatchCoreModel
 from defectlens.models.registry import register
+from defectlens.models.tiling import tile_module_of
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +118,16 @@ class PatchCore(CrossFitDetector):
 
     def export_module(self) -> nn.Module:
         module = super().export_module()
-        module.search = "exact"  # a graph cannot hold the faiss index
+        tile_module_of(module).search = "exact"  # a graph cannot hold the faiss index
         return module
 
     def _new_module(self, context: FitContext) -> PatchCoreModel:
         return self._module(True, torch.empty(0)).to(context.device)
 
-    def _fit_state(self, embeddings: torch.Tensor, context: FitContext) -> dict[str, torch.Tensor]:
-        features = self._patches(embeddings)
+    def _fit_state(
+        self, embeddings: torch.Tensor, kept: torch.Tensor | None, context: FitContext
+    ) -> dict[str, torch.Tensor]:
+        features = self._patches(embeddings, kept)
         return {"memory_bank": features[self._coreset(features, context)].contiguous()}
 
     def _coreset(self, features: torch.Tensor, context: FitContext) -> torch.Tensor:
@@ -133,13 +136,17 @@ class PatchCore(CrossFitDetector):
         return coreset
 
     def _leave_image_out(self, module: nn.Module, train: DataLoader, context: FitContext) -> HeldOutScores:
-        embeddings, digests, geometries = self._embeddings(module, train, context)
-        group_of = duplicate_groups(digests)
-        features = self._patches(embeddings)
+        embedded = self._embeddings(module, train, context)
+        embeddings, kept = embedded.embeddings, embedded.kept_patches()
+        group_of = duplicate_groups(embedded.digests)
+        features = self._patches(embeddings, kept)
         coreset = self._coreset(features, context)
         bank = features[coreset].contiguous().to(context.device)
-        row_group = torch.as_tensor(group_of)[coreset // (embeddings.shape[2] * embeddings.shape[3])]
-        held_out = HeldOutScores(module, geometries, self.input_resize.size)
+        owner = torch.arange(len(embeddings)).repeat_interleave(embeddings.shape[2] * embeddings.shape[3])
+        if kept is not None:
+            owner = owner[kept.flatten()]
+        row_group = torch.as_tensor(group_of)[owner[coreset]]
+        held_out = HeldOutScores(module, embedded.geometries, (self.input_side,) * 2, embedded.inspect)
         search, module.search = module.search, "exact"  # an IVF index per image would cost more than it saves
         try:
             for image in progress_bar(range(len(embeddings)), context.progress, "leave-image-out"):
@@ -151,23 +158,25 @@ class PatchCore(CrossFitDetector):
 
     def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
         """New good images join the memory bank through their own coreset at the same ratio."""
-        embeddings, _, _ = self._embeddings(self.module_, good, context)
-        features = self._patches(embeddings)
+        module = self.tile_module_
+        embedded = self._embeddings(module, good, context)
+        features = self._patches(embedded.embeddings, embedded.kept_patches())
         coreset = self._sampler().select(features, progress=context.progress)
-        bank = self.module_.memory_bank
-        self.module_.memory_bank = torch.cat([bank, features[coreset].to(bank)]).contiguous()
-        logger.info("memory bank grew by %d to %d patches", len(coreset), len(self.module_.memory_bank))
+        bank = module.memory_bank
+        module.memory_bank = torch.cat([bank, features[coreset].to(bank)]).contiguous()
+        logger.info("memory bank grew by %d to %d patches", len(coreset), len(module.memory_bank))
         return True
 
     @staticmethod
-    def _patches(embeddings: torch.Tensor) -> torch.Tensor:
-        """(N, D, h, w) embeddings -> (N * h * w, D) patch features."""
-        return embeddings.permute(0, 2, 3, 1).flatten(0, 2)
+    def _patches(embeddings: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
+        """(N, D, h, w) embeddings -> (P, D) patch features: all N * h * w, or those `kept` (N, h, w)."""
+        patches = embeddings.permute(0, 2, 3, 1).flatten(0, 2)
+        return patches if kept is None else patches[kept.flatten()]
 
     def _shaped_module(self, n_train_images: int) -> nn.Module:
         module = self._module(False, torch.empty(0))
         stride = module.extractor.strides[0]
-        n_patches = n_train_images * (self.image_size // stride) ** 2
+        n_patches = n_train_images * (self.input_side // stride) ** 2
         rows = min(n_patches, max(1, round(self.coreset_ratio * n_patches)))
         # Random rows stand in for the fitted bank: same shape, and spread out as real features are, so
         # that an IVF index built on them (search="ivf") fills its cells and costs what it would.
