@@ -9,7 +9,8 @@ Each configuration runs in its own process (so that its peak RSS is its own) thr
 CLI: `engine.train` (with the default out-of-fold or held-out calibration), then `engine.evaluate_run`
 with the report (its wall time is what `defectlens test` costs), then the model alone on batches of
 resized test images, then `predict_images` (decode, model, post-processing and the overlay and mask PNGs
-of every image). Each finished configuration appends a row to OUT/results.jsonl; OUT/results.md is
+of every image). The report picture of the test image with the smallest defect goes to OUT/figures/. Each
+finished configuration appends a row to OUT/results.jsonl; OUT/results.md is
 rebuilt from all rows (a later row replaces an earlier one of the same configuration).
 """
 
@@ -19,6 +20,7 @@ import argparse
 import json
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +47,15 @@ MODEL_BATCHES = 4  # batches of the model-alone timing
 PREDICT_IMAGES = 64  # images of the end-to-end timing
 
 
-def run_one(data: str, model: str, setting: str, extra: dict) -> dict:
+def smallest_defect(test: list) -> object:
+    """The defective test record with the smallest ground-truth area (ties: the first)."""
+    from defectlens.data import read_mask
+
+    masked = [r for r in test if r.label == 1 and r.mask_path is not None]
+    return min(masked, key=lambda r: int(read_mask(r.mask_path).sum()) or 10**12)
+
+
+def run_one(data: str, model: str, setting: str, extra: dict, figures: Path) -> dict:
     import numpy as np
     import torch
 
@@ -66,6 +76,11 @@ def run_one(data: str, model: str, setting: str, extra: dict) -> dict:
         test_seconds = time.perf_counter() - start
         detector = load(result.run / "model.pt")
         test = result.splits.test
+        small = smallest_defect(test)
+        figures.mkdir(parents=True, exist_ok=True)
+        for picture in (result.run / "report" / "images" / small.defect_type).glob(f"{small.path.stem}*.png"):
+            suffix = picture.name.removeprefix(small.path.stem)
+            shutil.copy(picture, figures / f"{data}-{model}-{setting}{suffix}")
         batches = iter(loader(as_dataset(test, detector.input_resize), detector.batch_size))
         images = [next(batches).images for _ in range(MODEL_BATCHES + 1)]
         detector.score_batch(images[0])  # warm-up
@@ -142,7 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     extra = json.loads(args.set)
     if args.one:
-        print(json.dumps(run_one(*args.one.split(":"), extra)))
+        print(json.dumps(run_one(*args.one.split(":"), extra, args.out / "figures")))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     rows_file = args.out / "results.jsonl"
@@ -156,7 +171,8 @@ def main() -> None:
             if not Path(DATASETS[data]).is_dir():
                 print(f"skipping {data}: {DATASETS[data]} not found (see ../shared/data/README.md)")
                 continue
-            command = [sys.executable, __file__, "--one", f"{data}:{model}:{setting}", "--set", args.set]
+            one = ["--one", f"{data}:{model}:{setting}", "--set", args.set, "--out", str(args.out)]
+            command = [sys.executable, __file__, *one]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             row = json.loads(output.strip().splitlines()[-1])
             print(json.dumps(row), flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -177,3 +178,22 @@ def test_info_measures_models_and_runs(run_dir):
     assert "700,768" in row
     result = runner.invoke(app, ["info", "--run", str(run_dir)])
     assert result.exit_code == 0 and "padim" in result.output
+
+
+def test_train_tiles_with_a_roi_and_test_reports_it(tiny_mvtec, tmp_path):
+    from PIL import Image
+
+    roi = np.zeros((72, 96), np.uint8)
+    roi[:, :80] = 255
+    Image.fromarray(roi).save(tmp_path / "roi.png")
+    run = tmp_path / "tiled"
+    args = ["train", "-m", "padim", "--data", str(tiny_mvtec), "--out", str(run), "--image-size", "96"]
+    args += ["--tile-size", "64", "--tile-overlap", "0.5", "--roi", str(tmp_path / "roi.png")]
+    result = runner.invoke(app, [*args, "--set", "n_features=20"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((run / "run.json").read_text())["params"]
+    assert params["tile_size"] == 64 and params["tile_overlap"] == 0.5 and params["roi"].endswith("roi.png")
+    result = runner.invoke(app, ["test", "--run", str(run)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "metrics.json").read_text())["image_auroc"] > 0.9
+    assert (run / "report" / "roi.png").is_file()

@@ -62,11 +62,16 @@ def test_tiled_module_stitches_maps_back_into_the_image():
     torch.testing.assert_close(maps[:, :, 64:].amax((1, 2)), inside.flatten(1).amin(1))
 
 
-def test_auto_region_finds_the_part_on_its_background():
-    mean = np.full((64, 64), 0.8)
-    mean[20:44, 16:48] = 0.2  # a dark part on a bright background
-    region = auto_region(mean)
-    assert region[20:44, 16:48].all() and not region[:10].any() and not region[:, :8].any()
+def test_auto_region_covers_every_place_the_part_was_seen():
+    images = []
+    for left in (8, 32):  # a dark part on a bright background, in two places
+        image = np.full((64, 64), 0.8)
+        image[20:44, left : left + 20] = 0.2
+        images.append(image)
+    region = auto_region(images)
+    assert region[20:44, 8:52].all() and not region[:10].any() and not region[:, :4].any()
+    with pytest.raises(ConfigError, match="needs training images"):
+        auto_region([])
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +94,24 @@ def screws(tmp_path_factory, make_texture):
 
 def test_roi_keeps_outside_patches_out_of_the_bank_and_outside_defects_out_of_the_score(screws, quick):
     paths, roi, test, scratched = screws
-    full = quick("patchcore", image_size=128, tile_size=64, coreset_ratio=1.0).fit(paths)
-    inspected = quick("patchcore", image_size=128, tile_size=64, coreset_ratio=1.0, roi=str(roi)).fit(paths)
-    # Lite0 layers 2+3: an 8x8 patch grid per 64-px tile; 3x3 tiles, of which the right column holds no ROI.
-    assert len(full.tile_module_.memory_bank) == 6 * 9 * 64
-    kept_per_image = 3 * 64 + 3 * 32  # the left column whole, half of the middle one (its cells straddle)
-    assert len(inspected.tile_module_.memory_bank) == 6 * kept_per_image
+    # Lite0 layers 2+3 at 128 px: a 16x16 patch grid per image, of which the ROI holds the left 8 columns.
+    full = quick("patchcore", image_size=128, coreset_ratio=1.0).fit(paths)
+    inspected = quick("patchcore", image_size=128, coreset_ratio=1.0, roi=str(roi)).fit(paths)
+    assert len(full.tile_module_.memory_bank) == 6 * 16 * 16
+    assert len(inspected.tile_module_.memory_bank) == 6 * 16 * 8
     assert inspected.region_of_interest[:, :64].all() and not inspected.region_of_interest[:, 64:].any()
-    clean, dirty = inspected.predict([test, scratched]).score
-    assert dirty == pytest.approx(clean, abs=1e-6)
+    tiled = quick("patchcore", image_size=128, tile_size=64, coreset_ratio=1.0, roi=str(roi)).fit(paths)
+    for detector in (inspected, tiled):
+        clean, dirty = detector.predict([test, scratched]).score
+        assert dirty == pytest.approx(clean, abs=1e-6)
     clean, dirty = full.predict([test, scratched]).score
     assert dirty > clean  # the same defect counts where it is inspected
+
+
+def test_a_tiled_bank_keeps_the_ratio_of_one_tile_per_image(screws, quick):
+    detector = quick("patchcore", image_size=128, tile_size=64, coreset_ratio=0.5).fit(screws[0])
+    # 6 images x 9 tiles x an 8x8 grid, of which 0.5 of one tile's worth per image
+    assert len(detector.tile_module_.memory_bank) == round(0.5 / 9 * 6 * 9 * 64)
 
 
 @pytest.mark.parametrize("name", ["patchcore", "padim"])
@@ -119,3 +131,13 @@ def test_tiled_detectors_round_trip_and_export_with_parity(name, screws, quick, 
 def test_tile_larger_than_the_working_resolution_is_refused(quick, screws):
     with pytest.raises(ConfigError, match="tile_size 256 is larger than image_size 128"):
         quick("patchcore", image_size=128, tile_size=256).fit(screws[0])
+
+
+@pytest.mark.parametrize("name", ["stfpm", "autoencoder"])
+def test_trained_detectors_fit_on_tiles_and_score_whole_images(name, screws, quick, tmp_path):
+    paths, _, test, scratched = screws
+    detector = quick(name, image_size=128, tile_size=64, max_epochs=2).fit(paths)
+    prediction = detector.predict([test, scratched])
+    assert prediction.anomaly_map.shape == (2, 128, 128) and np.isfinite(prediction.score).all()
+    detector.save(tmp_path / "model.pt")
+    np.testing.assert_allclose(load(tmp_path / "model.pt").predict([test, scratched]).score, prediction.score)

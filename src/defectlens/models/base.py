@@ -214,7 +214,8 @@ class Detector(Estimator, ABC):
         inspecting the (H, W) bool `roi` (None: all pixels)."""
         if not self.tiled:
             return tile_module
-        return TiledModule(tile_module, self._layout(roi), None if roi is None else torch.from_numpy(roi))
+        roi_tensor = None if roi is None else torch.from_numpy(roi)
+        return TiledModule(tile_module, self._layout(roi), roi_tensor, tile_batch=self.batch_size)
 
     def _per_image(self, tile_values: np.ndarray) -> np.ndarray:
         """Per-tile scores or maxima -> per image (their maximum), in the order `_tile_loader` cuts them."""

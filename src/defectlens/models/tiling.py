@@ -33,12 +33,16 @@ class TiledModule(nn.Module):
         tile_module: the fitted module for (N, 3, h, w) tiles, returning scores (N,) and maps (N, h, w).
         layout: where the tiles sit on the (H, W) canvas.
         roi: (H, W) bool region of interest, or None to inspect everything.
+        tile_batch: tiles per call of `tile_module` in eager mode.
     """
 
-    def __init__(self, tile_module: nn.Module, layout: TileLayout, roi: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, tile_module: nn.Module, layout: TileLayout, roi: torch.Tensor | None = None, tile_batch: int = 8
+    ) -> None:
         super().__init__()
         self.tile_module = tile_module
         self.layout = layout
+        self.tile_batch = tile_batch
         self.register_buffer("blend", layout.blend(), persistent=False)  # recomputed from the layout
         self.register_buffer("roi", torch.empty(0, dtype=torch.bool) if roi is None else roi.bool())
         tiles_roi = (
@@ -57,7 +61,11 @@ class TiledModule(nn.Module):
         if self.has_roi:
             images = images * self.roi  # blanked as in training: the backbone's view reaches past the ROI
         tiles = torch.stack([self.layout.crop(images, i) for i in range(count)], 1).flatten(0, 1)
-        tile_scores, tile_maps = self.tile_module(tiles)
+        if torch.jit.is_tracing() or len(tiles) <= self.tile_batch:
+            tile_scores, tile_maps = self.tile_module(tiles)
+        else:  # eager: a few tiles at a time bound the backbone's activations (a traced graph: one call)
+            scored = [self.tile_module(chunk) for chunk in tiles.split(self.tile_batch)]
+            tile_scores, tile_maps = (torch.cat(parts) for parts in zip(*scored, strict=True))
         tile_maps = tile_maps.reshape(-1, count, tile_h, tile_w)
         if self.has_roi:
             inside = tile_maps.masked_fill(~self.tiles_roi, float("-inf"))

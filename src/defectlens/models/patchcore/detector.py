@@ -35,7 +35,9 @@ class PatchCore(CrossFitDetector):
         backbone: timm model name of the frozen feature extractor.
         layers: two or more mid-level backbone layers (timm `feature_info` indices).
         weights: backbone weight file; `None` uses packaged or cached ImageNet weights.
-        coreset_ratio: fraction of the training patches kept in the memory bank, in (0, 1].
+        coreset_ratio: fraction of the training patches kept in the memory bank, in (0, 1]. With tiles, of
+            one tile's patches per image: the tiles of an image repeat its surface, and a bank that grew
+            with their number would slow every search as much (docs/tiling.md).
         projection_dim: random projection size used for coreset selection (0: none).
         coreset_pivots: centres selected by exact greedy before the faster partitioned selection takes
             over; 0 makes the whole selection exact (identical to the textbook loop, slower); None (the
@@ -95,9 +97,13 @@ class PatchCore(CrossFitDetector):
         if self.search == "ivf":
             require_faiss()
 
+    def _bank_ratio(self, roi: np.ndarray | None) -> float:
+        """The share of the training patches the bank keeps: `coreset_ratio` of one model input per image."""
+        return self.coreset_ratio / (len(self._layout(roi)) if self.tiled else 1)
+
     def _sampler(self) -> KCenterGreedy:
         return KCenterGreedy(
-            ratio=self.coreset_ratio,
+            ratio=self._bank_ratio(self.roi_mask_),
             projection_dim=self.projection_dim,
             pivots=self.coreset_pivots,
             seed=self.seed,
@@ -177,7 +183,7 @@ class PatchCore(CrossFitDetector):
         module = self._module(False, torch.empty(0))
         stride = module.extractor.strides[0]
         n_patches = n_train_images * (self.input_side // stride) ** 2
-        rows = min(n_patches, max(1, round(self.coreset_ratio * n_patches)))
+        rows = min(n_patches, max(1, round(self._bank_ratio(None) * n_patches)))
         # Random rows stand in for the fitted bank: same shape, and spread out as real features are, so
         # that an IVF index built on them (search="ivf") fills its cells and costs what it would.
         generator = torch.Generator().manual_seed(0)
