@@ -79,7 +79,7 @@ def run_one(data: str, model: str, setting: str, extra: dict, figures: Path) -> 
         small = smallest_defect(test)
         figures.mkdir(parents=True, exist_ok=True)
         for picture in (result.run / "report" / "images" / small.defect_type).glob(f"{small.path.stem}*.png"):
-            suffix = picture.name.removeprefix(small.path.stem)
+            suffix = picture.name[picture.name.index(".") :]  # ".png" or ".box1.png"
             shutil.copy(picture, figures / f"{data}-{model}-{setting}{suffix}")
         batches = iter(loader(as_dataset(test, detector.input_resize), detector.batch_size))
         images = [next(batches).images for _ in range(MODEL_BATCHES + 1)]

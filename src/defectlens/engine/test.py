@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from defectlens import metrics
+from defectlens import metrics, reports
 from defectlens.core.context import progress_bar
 from defectlens.data import Record, read_mask
 from defectlens.data.inputs import as_dataset, loader
@@ -31,14 +31,6 @@ from defectlens.engine.runs import (
 from defectlens.errors import ConfigError, DataError
 from defectlens.models import Detector, Prediction, load
 from defectlens.post.tasks import regions
-from defectlens.reports import (
-    panel,
-    save_image,
-    save_operating_curve,
-    save_roc_curve,
-    save_score_histogram,
-    shrink,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +138,7 @@ def write_panel(
     columns = 2 if gt is None else 3
     scale = PANEL_SIDE / max(heat.shape[0], columns * heat.shape[1])
     if scale >= 1:
-        save_image(panel(image, heat, found.mask, gt, found.boxes, title=title), path)
+        reports.save_image(reports.panel(image, heat, found.mask, gt, found.boxes, title=title), path)
         return
     height, width = heat.shape
     for number, box in enumerate(found.boxes[:PANEL_CROPS], 1):  # strongest first
@@ -155,11 +147,13 @@ def write_panel(
         cols = slice(max(0, x0 - CROP_MARGIN), min(width, x1 + CROP_MARGIN))
         local = [(x0 - cols.start, y0 - rows.start, x1 - cols.start, y1 - rows.start, box[4])]
         crop_gt = None if gt is None else gt[rows, cols]
-        crop = panel(
+        crop = reports.panel(
             image[rows, cols], heat[rows, cols], found.mask[rows, cols], crop_gt, local, f"box {number}"
         )
-        save_image(crop, path.with_name(f"{path.stem}.box{number}.png"))
-    save_image(panel(*shrink(scale, image, heat, found.mask, gt, found.boxes), title=title), path)
+        reports.save_image(crop, path.with_name(f"{path.stem}.box{number}.png"))
+    reports.save_image(
+        reports.panel(*reports.shrink(scale, image, heat, found.mask, gt, found.boxes), title=title), path
+    )
 
 
 def evaluate_run(
@@ -227,15 +221,15 @@ def evaluate_run(
     (run / TEST_PREDICTIONS).write_text("".join(json.dumps(entry) + "\n" for entry in per_image))
     if report_dir is not None:
         if detector.region_of_interest is not None:
-            save_image(
+            reports.save_image(
                 np.repeat(detector.region_of_interest[..., None] * np.uint8(255), 3, 2),
                 report_dir / "roi.png",
             )
-        save_roc_curve(labels, raw_scores, report_dir / "roc.png", title=f"{info.model}: image ROC")
-        save_score_histogram(
+        reports.save_roc_curve(labels, raw_scores, report_dir / "roc.png", title=f"{info.model}: image ROC")
+        reports.save_score_histogram(
             labels, raw_scores, threshold, report_dir / "histogram.png", title=f"{info.model}: scores"
         )
-        save_operating_curve(
+        reports.save_operating_curve(
             labels,
             raw_scores,
             threshold,
