@@ -64,6 +64,14 @@ def magnetic_tile() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mvtec_screw() -> Path:
+    root = SHARED_DATA / "mvtec_screw"
+    if not (root / "train" / "good").is_dir():
+        pytest.skip(f"real data not found at {root} (see shared/data/README.md)")
+    return root
+
+
+@pytest.fixture(scope="session")
 def quick():
     """A factory of detectors sized for unit tests (see `quick_detector`)."""
     return quick_detector
