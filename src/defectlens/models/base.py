@@ -94,7 +94,7 @@ class Detector(Estimator, ABC):
             tile maps are blended into one map at working resolution.
         tile_overlap: share of a tile's side that neighbouring tiles overlap by, in [0, 1).
         roi: None (inspect everything), the path of a mask image (white = inspect; resized with the
-            image) or "auto" (the foreground of the training images' mean image). Pixels outside are not
+            image) or "auto" (where the training images show a part, `data/roi.py`). Pixels outside are not
             fitted on, and no score, map, box or metric looks at them. Saved with the model.
         Other settings (batch_size, seed, device, the threshold policy): see `Estimator`.
     """

@@ -155,9 +155,12 @@ class PatchCore(CrossFitDetector):
         held_out = HeldOutScores(module, embedded.geometries, (self.input_side,) * 2, embedded.inspect)
         search, module.search = module.search, "exact"  # an IVF index per image would cost more than it saves
         try:
-            for image in progress_bar(range(len(embeddings)), context.progress, "leave-image-out"):
-                module.memory_bank = bank[(row_group != int(group_of[image])).to(bank.device)]
-                held_out.score(np.array([image]), embeddings[image : image + 1], 1)
+            # One bank without the group's rows for all of its inputs: an image with its duplicates, and
+            # with tiles, all of their tiles.
+            for group in progress_bar(np.unique(group_of), context.progress, "leave-image-out"):
+                module.memory_bank = bank[(row_group != int(group)).to(bank.device)]
+                members = np.flatnonzero(group_of == group)
+                held_out.score(members, embeddings[members], self.batch_size)
         finally:
             module.memory_bank, module.search = bank, search
         return held_out
