@@ -137,7 +137,24 @@ def test_models_lists_settings():
         result.exit_code == 0
         and "coreset_ratio = 0.1" in result.output
         and "n_features = 100" in result.output
+        and "--preset paper: layers=(1, 2, 3), optimizer='sgd'" in result.output
     )
+
+
+def test_train_with_an_unknown_preset_names_the_presets(tiny_mvtec, tmp_path):
+    arguments = [
+        "train",
+        "-m",
+        "stfpm",
+        "--preset",
+        "fast",
+        "--data",
+        str(tiny_mvtec),
+        "--out",
+        str(tmp_path),
+    ]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 1 and "stfpm has no preset 'fast'; its presets: paper" in result.output
 
 
 def test_export_then_predict_from_the_export(run_dir, tiny_mvtec, tmp_path):

@@ -37,3 +37,14 @@ def test_every_module_of_the_package_is_imported_on_first_lookup():
     from defectlens.models import list_detectors
 
     assert {"anogan", "fanogan", "padim", "patchcore", "stfpm", "autoencoder"} <= set(list_detectors())
+
+
+def test_a_preset_sets_what_explicit_settings_do_not():
+    from defectlens.models import create
+
+    paper = create("stfpm", preset="paper", blur_sigma=2.0)
+    assert paper.layers == (1, 2, 3) and paper.optimizer == "sgd" and paper.resize == "squash"
+    assert paper.blur_sigma == 2.0  # the explicit setting wins over the preset's 4.0
+    assert create("stfpm").layers == (2, 3) and create("stfpm").resize == "pad"
+    with pytest.raises(ConfigError, match="patchcore has no preset 'paper'; its presets: none"):
+        create("patchcore", preset="paper")

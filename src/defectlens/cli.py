@@ -167,6 +167,10 @@ def train_command(
     threshold: Annotated[
         float | None, typer.Option(help="A fixed raw image threshold instead of a calibrated one.")
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Named settings of the model, e.g. 'paper'; --set and options override them."),
+    ] = None,
     settings: SetOpt = None,
     config: Annotated[Path | None, typer.Option(help="JSON file of model settings (a run's params).")] = None,
     force: ForceOpt = False,
@@ -187,6 +191,8 @@ def train_command(
         defectlens train -m stfpm --data ../shared/data/mtd/magnetic_tile --out runs/st --resume
 
         defectlens train --data parts/ --out runs/parts --false-reject-rate 0.005
+
+        defectlens train -m stfpm --preset paper --data ../shared/data/mtd/magnetic_tile --out runs/paper
     """
     setup_logging(verbose)
 
@@ -209,7 +215,9 @@ def train_command(
         if weights is not None:
             params["weights"] = str(weights.resolve())
         spec = _data_spec(data, good, abnormal, masks, seed)
-        result = train(model, spec, out, params, force=force, resume=resume, threshold=threshold)
+        result = train(
+            model, spec, out, params, force=force, resume=resume, threshold=threshold, preset=preset
+        )
         console.print(
             f"fitted [bold]{model}[/] in {result.info.fit_seconds:.1f} s on {result.info.n_train} images"
         )
@@ -633,6 +641,8 @@ def models_command() -> None:
         console.print(f"    calibration: {CALIBRATION_SCORES[cls.calibration_scores]}")
         for key, default in cls().get_params().items():  # constructors only store, so this is the defaults
             console.print(f"    {key} = {default!r}")
+        for preset, values in cls.presets.items():
+            console.print(f"    --preset {preset}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
 
 
 @app.callback(invoke_without_command=True)

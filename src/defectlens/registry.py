@@ -72,8 +72,9 @@ class Registry(Generic[T]):
             )
         return self._classes[name]
 
-    def create(self, name: str, **params: Any) -> Any:
-        """Build `name` with hyper-parameters `params`; `None` values keep the defaults."""
+    def create(self, name: str, preset: str | None = None, **params: Any) -> Any:
+        """Build `name` with hyper-parameters `params` over those of its `preset` (None: the defaults);
+        `None` values keep the preset's or default value."""
         cls = self.get(name)
         valid = cls.param_names()
         unknown = sorted(set(params) - set(valid))
@@ -81,7 +82,8 @@ class Registry(Generic[T]):
             raise ConfigError(
                 f"{self.kind} '{name}' has no setting {unknown}; its settings are {sorted(valid)}"
             )
-        return cls(**{k: v for k, v in params.items() if v is not None})
+        base = cls.preset_settings(preset) if preset is not None else {}
+        return cls(**{**base, **{k: v for k, v in params.items() if v is not None}})
 
     def load(self, path: str | Path, **options: Any) -> Any:
         """Rebuild a fitted object from a checkpoint written by its class's `save`, by the class's

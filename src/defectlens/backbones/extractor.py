@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import timm
 import torch
 from timm.models._features_fx import FeatureGraphNet
 from torch import nn
+from torch.nn import functional as F
 
 from defectlens.backbones.weights import load_pretrained
-from defectlens.core.settings import FilePath, Integer, Items, Optional, Text
+from defectlens.core.settings import AnyOf, FilePath, Integer, Items, Optional, Text
 from defectlens.errors import ConfigError
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -19,6 +21,15 @@ BACKBONE_SETTINGS = {
     "backbone": Text(),
     "layers": Items(Integer(0)),
     "weights": Optional(FilePath(), "packaged or cached ImageNet weights"),
+}
+# The same for detectors that also take several backbones side by side (`feature_extractor`).
+ENSEMBLE_SETTINGS = {
+    "backbone": AnyOf((Text(), Items(Text(), min_length=2))),
+    "layers": Items(Integer(0)),
+    "weights": Optional(
+        AnyOf((FilePath(), Items(Optional(FilePath()), min_length=2))),
+        "packaged or cached ImageNet weights; with several backbones, one entry (or None) each",
+    ),
 }
 
 
@@ -88,3 +99,65 @@ class FeatureExtractor(nn.Module):
         """Args: images (B, 3, H, W) in [0, 1]. Returns: one (B, C_i, H/s_i, W/s_i) map per layer."""
         normalised = ((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         return list(self.body(normalised))
+
+
+class BackboneEnsemble(nn.Module):
+    """Several frozen extractors run on the same images; their feature maps form one list, member by
+    member, layer by layer, and `channels` and `strides` follow that order.
+
+    Args:
+        names: timm model names, two or more.
+        layers: the layers taken from each.
+        weights: one weight file (or None: packaged or cached) per name.
+        pretrained: `False` builds the architectures only, for loading a saved detector.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        layers: tuple[int, ...],
+        weights: Sequence[str | Path | None],
+        pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(
+            FeatureExtractor(name, layers, weight, pretrained)
+            for name, weight in zip(names, weights, strict=True)
+        )
+        self.channels = [c for member in self.members for c in member.channels]
+        self.strides = [s for member in self.members for s in member.strides]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [features for member in self.members for features in member(images)]
+
+
+def feature_extractor(
+    backbone: str | Sequence[str],
+    layers: tuple[int, ...],
+    weights: str | Path | Sequence[str | Path | None] | None,
+    pretrained: bool = True,
+) -> FeatureExtractor | BackboneEnsemble:
+    """A `FeatureExtractor` for one backbone name, or a `BackboneEnsemble` for a list of names.
+
+    Raises:
+        ConfigError: several backbones with one weight file, or with a list of weights of another length.
+    """
+    if isinstance(backbone, str):
+        return FeatureExtractor(backbone, layers, weights, pretrained)  # type: ignore[arg-type]
+    if weights is None:
+        weights = [None] * len(backbone)
+    if isinstance(weights, str | Path) or len(weights) != len(backbone):
+        raise ConfigError(
+            f"weights must list one file (or None) per backbone for {len(backbone)} backbones "
+            f"{list(backbone)}, got {weights!r}"
+        )
+    return BackboneEnsemble(backbone, layers, weights, pretrained)
+
+
+def locally_aware_patches(features: list[torch.Tensor]) -> torch.Tensor:
+    """PatchCore's locally aware patch features: each (B, C_i, h_i, w_i) map averaged over 3 x 3
+    neighbourhoods, resized bilinearly to the first map's grid and concatenated: (B, sum C_i, h_0, w_0)."""
+    features = [F.avg_pool2d(f, kernel_size=3, stride=1, padding=1) for f in features]
+    size = features[0].shape[-2:]
+    features = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear") for f in features]
+    return torch.cat(features, dim=1)

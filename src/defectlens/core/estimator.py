@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from defectlens.core.context import resolve_device
 from defectlens.core.settings import POSITIVE_INT, Check, Integer, Text
-from defectlens.errors import NotFittedError
+from defectlens.errors import ConfigError, NotFittedError
 from defectlens.post.threshold import ThresholdPolicy
 
 
@@ -33,6 +33,9 @@ class Estimator:
     """
 
     name: ClassVar[str] = ""
+    # Named sets of settings (e.g. "paper": the published configuration) that `preset_settings` returns and
+    # `create(name, preset=...)` and `--preset` apply under any explicit setting.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # Checks of the settings this class declares (name -> Check); merged over the class hierarchy.
     settings: ClassVar[dict[str, Check]] = {
         "batch_size": POSITIVE_INT,
@@ -82,6 +85,18 @@ class Estimator:
         for klass in reversed(cls.__mro__):
             checks.update(vars(klass).get("settings", {}))
         return checks
+
+    @classmethod
+    def preset_settings(cls, preset: str) -> dict[str, Any]:
+        """The settings of the named preset.
+
+        Raises:
+            ConfigError: the class has no such preset (the message lists those it has).
+        """
+        if preset not in cls.presets:
+            have = ", ".join(sorted(cls.presets)) or "none"
+            raise ConfigError(f"{cls.name or cls.__name__} has no preset '{preset}'; its presets: {have}")
+        return dict(cls.presets[preset])
 
     def get_params(self) -> dict[str, Any]:
         """The settings as given to the constructor."""

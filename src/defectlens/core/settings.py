@@ -164,6 +164,19 @@ class Items(Check):
 
 
 @dataclass(frozen=True)
+class AnyOf(Check):
+    """A value that one of `checks` accepts."""
+
+    checks: Sequence[Check]
+
+    def describe(self) -> str:
+        return " or ".join(check.describe() for check in self.checks)
+
+    def accepts(self, value: Any) -> bool:
+        return any(check.accepts(value) for check in self.checks)
+
+
+@dataclass(frozen=True)
 class Optional(Check):
     """None, or a value `check` accepts; `meaning` says what None stands for."""
 

@@ -90,19 +90,21 @@ def train(
     progress: bool = True,
     resume: bool = False,
     threshold: float | None = None,
+    preset: str | None = None,
 ) -> TrainResult:
     """Fit `model` on the training split of `data`; write `model.pt` and `run.json` to `out`.
 
     Models that train for epochs keep their state in `out/training/` after each epoch; `resume=True`
     continues an interrupted run from there (with the same model, settings and data). `threshold` fixes
-    the raw image threshold instead of the calibrated one.
+    the raw image threshold instead of the calibrated one. `preset` names one of the model's presets (e.g.
+    "paper"), whose settings `params` override.
 
     Raises:
         ConfigError: `out` exists and is not empty (without `force` or `resume`), or a setting is invalid.
         CheckpointError: `resume` but `out` holds no training state.
         DataError: the dataset layout is wrong.
     """
-    detector = create(model, **(params or {}))
+    detector = create(model, preset=preset, **(params or {}))
     detector.check_params()  # fail on a bad setting before any data is read
     if resume and force:
         raise ConfigError("--resume continues the run in the folder and --force deletes it: choose one")

@@ -21,8 +21,11 @@ def splits(tiny_mvtec):
     return load_mvtec(tiny_mvtec, val_fraction=0.25)
 
 
+PAPER = Stfpm.preset_settings("paper")  # SGD at lr 0.4, layers 1-3, product of the maps
+
+
 def test_student_learns(splits):
-    detector = Stfpm(max_epochs=5, patience=None, **TINY).fit(splits)
+    detector = Stfpm(**PAPER, max_epochs=5, patience=None, **TINY).fit(splits)
     losses = [h["loss"] for h in detector.history_]
     val_losses = [h["val_loss"] for h in detector.history_]
     assert len(losses) == 5
@@ -31,8 +34,9 @@ def test_student_learns(splits):
     assert not detector.module_.training and not detector.module_.student.training
 
 
-def test_adam_and_sum_map_also_learn(splits):
-    detector = Stfpm(optimizer="adam", map_combination="sum", max_epochs=3, patience=None, **TINY)
+def test_the_defaults_adam_and_sum_map_also_learn(splits):
+    detector = Stfpm(max_epochs=3, patience=None, **TINY)
+    assert (detector.optimizer, detector.map_combination) == ("adam", "sum")
     losses = [h["loss"] for h in detector.fit(splits).history_]
     assert losses[-1] < losses[0]
 
@@ -46,7 +50,8 @@ def test_flipped_training_images_also_learn(splits):
 def test_early_stopping_stops_and_keeps_the_best_weights(splits):
     # A learning rate this large makes the validation loss jump around: the loop must stop after
     # `patience` epochs without improvement and restore the student of the best epoch.
-    detector = Stfpm(lr=5.0, max_epochs=30, patience=2, blur_sigma=0.0, **TINY).fit(splits)
+    settings = {**PAPER, "lr": 5.0, "blur_sigma": 0.0}
+    detector = Stfpm(**settings, max_epochs=30, patience=2, **TINY).fit(splits)
     history = detector.history_
     val_losses = [h["val_loss"] for h in history]
     best = int(np.argmin(val_losses))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
+from defectlens.backbones import DEFAULT_BACKBONE, ENSEMBLE_SETTINGS, feature_extractor
 from defectlens.core.context import FitContext, progress_bar
 from defectlens.core.settings import FRACTION, NON_NEGATIVE, POSITIVE_INT, Integer, Items, OneOf, Optional
 from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores, duplicate_groups
@@ -32,9 +31,12 @@ class PatchCore(CrossFitDetector):
     """Nearest-neighbour distance of each patch to a coreset of good patches.
 
     Args:
-        backbone: timm model name of the frozen feature extractor.
-        layers: two or more mid-level backbone layers (timm `feature_info` indices).
-        weights: backbone weight file; `None` uses packaged or cached ImageNet weights.
+        backbone: timm model name of the frozen feature extractor, or a list of names: an ensemble whose
+            patch features are concatenated on the first backbone's grid (one bank, one search, over the
+            summed channels; docs/benchmarks.md compares it with scoring per backbone).
+        layers: two or more mid-level backbone layers (timm `feature_info` indices), of every backbone.
+        weights: backbone weight file; `None` uses packaged or cached ImageNet weights; with several
+            backbones, a list of one file (or None) each.
         coreset_ratio: fraction of the training patches kept in the memory bank, in (0, 1]. With tiles, of
             one tile's patches per image: the tiles of an image repeat its surface, and a bank that grew
             with their number would slow every search as much (docs/tiling.md).
@@ -60,7 +62,7 @@ class PatchCore(CrossFitDetector):
     """
 
     settings: ClassVar = {
-        **BACKBONE_SETTINGS,
+        **ENSEMBLE_SETTINGS,
         "layers": Items(Integer(0), min_length=2),
         "coreset_ratio": FRACTION,
         "projection_dim": Integer(0),
@@ -74,9 +76,9 @@ class PatchCore(CrossFitDetector):
 
     def __init__(
         self,
-        backbone: str = DEFAULT_BACKBONE,
+        backbone: str | tuple[str, ...] = DEFAULT_BACKBONE,
         layers: tuple[int, ...] = (2, 3),
-        weights: str | None = None,
+        weights: str | tuple[str | None, ...] | None = None,
         coreset_ratio: float = 0.1,
         projection_dim: int = 128,
         coreset_pivots: int | None = None,
@@ -110,8 +112,7 @@ class PatchCore(CrossFitDetector):
         )
 
     def _module(self, pretrained: bool, memory_bank: torch.Tensor) -> PatchCoreModel:
-        weights = Path(self.weights) if self.weights else None
-        extractor = FeatureExtractor(self.backbone, tuple(self.layers), weights, pretrained=pretrained)
+        extractor = feature_extractor(self.backbone, tuple(self.layers), self.weights, pretrained)
         return PatchCoreModel(
             extractor,
             memory_bank,

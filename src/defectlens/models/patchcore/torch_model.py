@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from defectlens.backbones import FeatureExtractor
+from defectlens.backbones import FeatureExtractor, locally_aware_patches
 from defectlens.models.patchcore.distances import pairwise_distances
 from defectlens.models.patchcore.ivf import InvertedFileIndex
 from defectlens.models.smoothing import upsample_and_blur
@@ -53,12 +52,7 @@ class PatchCoreModel(nn.Module):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Locally aware patch features (B, D, h, w) at the resolution of the first layer."""
-        features = [F.avg_pool2d(f, kernel_size=3, stride=1, padding=1) for f in self.extractor(images)]
-        size = features[0].shape[-2:]
-        features = [
-            f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear") for f in features
-        ]
-        return torch.cat(features, dim=1)
+        return locally_aware_patches(self.extractor(images))
 
     def nearest_distances(self, patches: torch.Tensor) -> torch.Tensor:
         """(B, P) distance of each of the patches (B, P, D) to its nearest memory-bank row: exact, or

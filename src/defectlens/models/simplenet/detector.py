@@ -1,0 +1,194 @@
+"""SimpleNet (Liu et al., "SimpleNet: A Simple Network for Image Anomaly Detection and Localization",
+CVPR 2023)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
+from defectlens.core.context import FitContext, progress_bar
+from defectlens.core.loop import EpochLoop, descend, make_optimizer, shuffled_indices, training_settings
+from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Integer, Items
+from defectlens.errors import DataError
+from defectlens.metrics import image_auroc
+from defectlens.models.registry import register
+from defectlens.models.simplenet.torch_model import SimpleNetModel, discriminator, truncated_l1
+from defectlens.models.trained import TrainedDetector
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@register("simplenet")
+class SimpleNet(TrainedDetector):
+    """A discriminator learns to tell good patch features from the same features with Gaussian noise
+    added; where it doubts a patch is good, the image is anomalous.
+
+    The backbone is frozen, so every training and validation image's patch features are computed once and
+    kept in memory (float16) for all epochs. Each step adapts the standardised features of a batch of
+    images, adds Gaussian noise to a copy, and trains adaptor and discriminator together on the paper's
+    truncated L1 loss (good logits above +margin, noisy ones below -margin). We follow the paper's
+    SimpleNet rather than SuperSimpleNet: its one extra ingredient that needs no labels, Perlin-shaped noise
+    masks, adds a mask generator per step for a gain reported on other backbones. After each epoch the
+    same loss on the held-out good images (with noise from a fixed seed) decides early stopping, and the
+    epoch with the lowest one is kept; with labelled anomalies among the validation images, the negative
+    image AUROC on them is monitored instead.
+
+    Args:
+        backbone: timm model name of the frozen feature extractor.
+        layers: two or more mid-level backbone layers (timm `feature_info` indices), combined into locally
+            aware patch features as in PatchCore.
+        weights: backbone weight file; `None` uses packaged or cached ImageNet weights.
+        hidden: width of the discriminator's hidden layer (the paper: 1024).
+        noise_std: standard deviation of the noise added to the adapted features, in units of each
+            channel's spread over the good training patches (the features are standardised first).
+        margin: the loss's th+ = th- (the paper: 0.5).
+        optimizer: "adam" (the paper) or "sgd", for adaptor and discriminator.
+        lr: learning rate of the discriminator (the paper: 2e-4); `None` means 2e-4.
+        adaptor_lr: learning rate of the adaptor (the paper: a tenth of its base rate, 1e-4).
+        momentum: Adam's beta1, or SGD momentum.
+        weight_decay: L2 penalty on adaptor and discriminator weights (the paper: 1e-5).
+        max_epochs: upper bound on training epochs (passes over the training images).
+        patience: stop after this many epochs without a better validation value; `None` never stops early.
+        blur_sigma: Gaussian smoothing of the anomaly map in pixels (the paper: 4).
+        resize: "pad" by default: the discriminator scores each patch wherever it lies, as PatchCore's
+            search does, so the aspect ratio can be kept.
+        calibration_refits: see `TrainedDetector`; image_size, batch_size (also the training batch, in
+            images) and the calibration settings: see `Detector`.
+    """
+
+    settings: ClassVar = {
+        **BACKBONE_SETTINGS,
+        **training_settings(OPTIMIZERS),
+        "layers": Items(Integer(0), min_length=2),
+        "hidden": POSITIVE_INT,
+        "noise_std": POSITIVE,
+        "margin": NON_NEGATIVE,
+        "adaptor_lr": POSITIVE,
+        "blur_sigma": NON_NEGATIVE,
+    }
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        layers: tuple[int, ...] = (2, 3),
+        weights: str | None = None,
+        hidden: int = 1024,
+        noise_std: float = 0.25,
+        margin: float = 0.5,
+        optimizer: str = "adam",
+        lr: float | None = None,
+        adaptor_lr: float = 1e-4,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-5,
+        max_epochs: int = 40,
+        patience: int | None = 10,
+        blur_sigma: float = 4.0,
+        *,
+        resize: str = "pad",
+        **base: Any,
+    ) -> None:
+        super().__init__(resize=resize, **base)
+        self._keep(locals())
+
+    def _module(self, pretrained: bool) -> SimpleNetModel:
+        weights = Path(self.weights) if self.weights else None
+        extractor = FeatureExtractor(self.backbone, tuple(self.layers), weights, pretrained=pretrained)
+        channels = sum(extractor.channels)
+        return SimpleNetModel(
+            extractor,
+            torch.zeros(channels),
+            torch.ones(channels),
+            nn.Conv2d(channels, channels, 1),
+            discriminator(channels, self.hidden),
+            self.blur_sigma,
+        )
+
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        return self._module(pretrained=False)  # no data-sized state
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._module(pretrained=False)
+
+    def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
+        device = context.device
+        module = self._module(pretrained=True).to(device)
+        train_features, _ = self._features(module, train, context, "features train")
+        val_features, labels = self._features(module, val, context, "features val")
+        patches = train_features.transpose(0, 1).flatten(1)  # (C, N h w), float16
+        mean = torch.cat([chunk.float().mean(1) for chunk in patches.split(16)])  # 16 channels at a time
+        scale = torch.cat([chunk.float().std(1) for chunk in patches.split(16)])
+        module.mean, module.scale = mean.to(device), scale.clamp_min(1e-6).to(device)
+        trained = nn.ModuleList([module.adaptor, module.discriminator])
+        lr = self.lr if self.lr is not None else 2e-4
+        optimizer = make_optimizer(
+            self.optimizer,
+            [
+                {"params": module.adaptor.parameters(), "lr": self.adaptor_lr},
+                {"params": module.discriminator.parameters()},
+            ],
+            lr,
+            self.momentum,
+            self.weight_decay,
+        )
+        labelled = bool((labels == 1).any() and (labels <= 0).any())
+
+        def losses(features: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+            adapted = module.adapt(features.to(device).float())
+            noise = torch.randn(adapted.shape, generator=generator).to(device)
+            logits = module.discriminator(torch.cat([adapted, adapted + self.noise_std * noise]))
+            good, noisy = logits.split(len(adapted))
+            return truncated_l1(good, noisy, self.margin)
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            trained.train()
+            batches = shuffled_indices(len(train_features), self.batch_size)
+            return {"loss": descend(optimizer, batches, lambda index: losses(train_features[index]))}
+
+        def validate() -> dict[str, float]:
+            trained.eval()
+            generator = torch.Generator().manual_seed(self.seed)  # the same noise every epoch
+            total, scores = 0.0, []
+            with torch.inference_mode():
+                for features in val_features.split(self.batch_size):
+                    total += float(losses(features, generator).sum())
+                    if labelled:
+                        size = (self.input_side,) * 2
+                        scores.append(module.score_embedding(features.to(device).float(), size)[0].cpu())
+            values = {"val_loss": total / len(val_features)}
+            if labelled:
+                values["val_neg_auroc"] = -image_auroc((labels == 1).astype(int), torch.cat(scores).numpy())
+            return values
+
+        monitor = "val_neg_auroc" if labelled else "val_loss"
+        if labelled:
+            logger.info("validation images include labelled anomalies: early stopping on image AUROC")
+        loop = EpochLoop(self.max_epochs, self.patience, context, desc="simplenet")
+        state = {"trained": trained, "optimizer": optimizer}
+        self.history_ = loop.run(train_epoch, state, best_of=trained, validate=validate, monitor=monitor)
+        return module.eval()
+
+    def _features(
+        self, module: SimpleNetModel, data: DataLoader, context: FitContext, desc: str
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """Patch features (N, C, h, w) in float16 on the CPU and (N,) labels of every image of `data`."""
+        features, labels = [], []
+        with torch.no_grad():  # not inference mode: its tensors could not enter training
+            for batch in progress_bar(data, context.progress, desc):
+                features.append(module.embed(batch.images.to(context.device)).half().cpu())
+                labels.append(batch.labels)
+        if not features:
+            raise DataError(f"no images for {desc}")
+        return torch.cat(features), torch.cat(labels).numpy()
+
+
+__all__ = ["SimpleNet"]
