@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from defectlens.core.context import FitContext
+from defectlens.core.context import FitContext, progress_bar
 from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, OneOf, Optional, Real
 from defectlens.errors import CheckpointError, ConfigError, DataError
 
@@ -85,6 +85,25 @@ def in_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Float batches in [0, 1] of cached uint8 images, in order."""
     for start in range(0, len(images), batch_size):
         yield images[start : start + batch_size].float() / 255
+
+
+@torch.inference_mode()
+def frozen_features(
+    network: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "features",
+    transform: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+) -> list[torch.Tensor]:
+    """A frozen network's feature maps of cached uint8 images (`cache_images`), computed once for all
+    epochs: per layer (N, C_l, h_l, w_l) in float16 on the CPU, after `transform` (e.g. a normalisation)."""
+    device = next(network.buffers()).device
+    parts = []
+    for batch in progress_bar(in_batches(images, batch_size), progress, desc, -(-len(images) // batch_size)):
+        features = network(batch.to(device))
+        parts.append([f.half().cpu() for f in (transform(features) if transform else features)])
+    return [torch.cat(layer) for layer in zip(*parts, strict=True)]
 
 
 def training_settings(optimizers: tuple[str, ...]) -> dict[str, Check]:

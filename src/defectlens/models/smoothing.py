@@ -1,6 +1,8 @@
-"""Anomaly-map smoothing shared by the feature-based detectors."""
+"""Anomaly-map smoothing and combination shared by the feature-based detectors."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch.nn import functional as F
@@ -37,3 +39,17 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     maps = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
     maps = F.conv2d(F.pad(maps, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
     return maps[:, 0]
+
+
+MAP_COMBINATIONS = ("product", "sum")
+
+
+def combine_maps(distances: Sequence[torch.Tensor], size: tuple[int, int], combination: str) -> torch.Tensor:
+    """Upsample each (B, h_l, w_l) distance map bilinearly to `size` and multiply or add them: (B, H, W)."""
+    upsampled = [
+        F.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0] for d in distances
+    ]
+    combined = upsampled[0]
+    for layer_map in upsampled[1:]:
+        combined = combined * layer_map if combination == "product" else combined + layer_map
+    return combined

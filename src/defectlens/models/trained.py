@@ -12,17 +12,25 @@ split, as before.
 from __future__ import annotations
 
 import dataclasses
+import logging
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from defectlens.core.context import FitContext, progress_bar
-from defectlens.core.loop import STATE_FILE
+from defectlens.core.loop import STATE_FILE, EpochLoop, make_optimizer
 from defectlens.core.settings import Integer
 from defectlens.data.inputs import as_dataset, loader
 from defectlens.errors import ConfigError
+from defectlens.metrics import image_auroc
 from defectlens.models.base import HELD_OUT_SOURCE, Detector, content_maxima, raw_over
+
+logger = logging.getLogger(__name__)
 
 SMALL_HELD_OUT = 30  # held-out images below which the calibration refits in folds
 
@@ -81,3 +89,58 @@ class TrainedDetector(Detector):
         self._calibrate_from(
             scores, labels, maxima, None, f"out-of-fold refits ({folds} folds of {len(images)} images)"
         )
+
+
+class FrozenBackboneDetector(TrainedDetector):
+    """A trained detector built around a frozen pretrained network, whose module holds no state sized by
+    the data (STFPM, SimpleNet, RD4AD): `_module(pretrained)` builds it, and training runs through
+    `_train_epochs` with the optimizer of `_optimizer`."""
+
+    # Learning rate per optimizer name when the `lr` setting is None.
+    default_lr: ClassVar[dict[str, float]] = {}
+
+    @abstractmethod
+    def _module(self, pretrained: bool) -> nn.Module:
+        """The module; with `pretrained` False, the architecture alone (for a saved state)."""
+
+    def _shaped_module(self, n_train_images: int) -> nn.Module:
+        return self._module(pretrained=False)
+
+    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        return self._module(pretrained=False)
+
+    def _optimizer(self, parameters: Any) -> torch.optim.Optimizer:
+        """The `optimizer` setting's optimizer over `parameters` (tensors or parameter groups), at `lr` or
+        the class's default for it."""
+        lr = self.lr if self.lr is not None else self.default_lr[self.optimizer]
+        return make_optimizer(self.optimizer, parameters, lr, self.momentum, self.weight_decay)
+
+    def _train_epochs(
+        self,
+        train_epoch: Callable[[int], dict[str, float]],
+        validate: Callable[[bool], tuple[float, list[torch.Tensor]]],
+        labels: np.ndarray,
+        state: Mapping[str, Any],
+        best_of: nn.Module,
+        context: FitContext,
+    ) -> None:
+        """Train with `EpochLoop` into `history_`, keeping the weights of `best_of`'s best epoch.
+
+        `validate(labelled)` returns the mean loss over the validation images and, when `labelled`, their
+        image scores: with labelled anomalies among the validation images (`labels`), early stopping
+        monitors the negative image AUROC on them instead of the loss.
+        """
+        labelled = bool((labels == 1).any() and (labels <= 0).any())
+
+        def values() -> dict[str, float]:
+            loss, scores = validate(labelled)
+            result = {"val_loss": loss}
+            if labelled:
+                result["val_neg_auroc"] = -image_auroc((labels == 1).astype(int), torch.cat(scores).numpy())
+            return result
+
+        if labelled:
+            logger.info("validation images include labelled anomalies: early stopping on image AUROC")
+        loop = EpochLoop(self.max_epochs, self.patience, context, desc=self.name)
+        monitor = "val_neg_auroc" if labelled else "val_loss"
+        self.history_ = loop.run(train_epoch, state, best_of=best_of, validate=values, monitor=monitor)

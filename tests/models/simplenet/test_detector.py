@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torch import nn
@@ -78,16 +76,6 @@ def test_defects_score_above_good_images(fitted, splits):
     labels = torch.tensor([s.label for s in splits.test])
     scores = torch.as_tensor(predictions.score)
     assert scores[labels == 1].mean() > scores[labels == 0].mean()
-
-
-def test_resume_continues_from_the_saved_state(splits, tmp_path):
-    first = SimpleNet(max_epochs=2, patience=None, **TINY).fit(splits, work_dir=tmp_path)
-    assert len(json.loads((tmp_path / "history.json").read_text())) == 2
-    resumed = SimpleNet(max_epochs=3, patience=None, **TINY).fit(splits, work_dir=tmp_path, resume=True)
-    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3]
-    assert resumed.history_[:2] == first.history_
-    straight = SimpleNet(max_epochs=3, patience=None, **TINY).fit(splits)
-    assert straight.history_[2]["loss"] == pytest.approx(resumed.history_[2]["loss"], rel=1e-4)
 
 
 @pytest.mark.parametrize(

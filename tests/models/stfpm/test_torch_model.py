@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from defectlens.models.smoothing import combine_maps
 from defectlens.models.stfpm.torch_model import (
     StfpmModel,
     StudentExtractor,
-    combine_maps,
     layer_distances,
     normalize,
     stfpm_loss,

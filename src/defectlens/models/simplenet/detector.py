@@ -3,8 +3,6 @@ CVPR 2023)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,21 +13,18 @@ from torch.utils.data import DataLoader
 
 from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
 from defectlens.core.context import FitContext, progress_bar
-from defectlens.core.loop import EpochLoop, descend, make_optimizer, shuffled_indices, training_settings
+from defectlens.core.loop import descend, shuffled_indices, training_settings
 from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Integer, Items
 from defectlens.errors import DataError
-from defectlens.metrics import image_auroc
 from defectlens.models.registry import register
 from defectlens.models.simplenet.torch_model import SimpleNetModel, discriminator, truncated_l1
-from defectlens.models.trained import TrainedDetector
-
-logger = logging.getLogger(__name__)
+from defectlens.models.trained import FrozenBackboneDetector
 
 OPTIMIZERS = ("adam", "sgd")
 
 
 @register("simplenet")
-class SimpleNet(TrainedDetector):
+class SimpleNet(FrozenBackboneDetector):
     """A discriminator learns to tell good patch features from the same features with Gaussian noise
     added; where it doubts a patch is good, the image is anomalous.
 
@@ -66,6 +61,7 @@ class SimpleNet(TrainedDetector):
             images) and the calibration settings: see `Detector`.
     """
 
+    default_lr: ClassVar = {"adam": 2e-4, "sgd": 2e-4}
     settings: ClassVar = {
         **BACKBONE_SETTINGS,
         **training_settings(OPTIMIZERS),
@@ -113,12 +109,6 @@ class SimpleNet(TrainedDetector):
             self.blur_sigma,
         )
 
-    def _shaped_module(self, n_train_images: int) -> nn.Module:
-        return self._module(pretrained=False)  # no data-sized state
-
-    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
-        return self._module(pretrained=False)
-
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         device = context.device
         module = self._module(pretrained=True).to(device)
@@ -129,18 +119,12 @@ class SimpleNet(TrainedDetector):
         scale = torch.cat([chunk.float().std(1) for chunk in patches.split(16)])
         module.mean, module.scale = mean.to(device), scale.clamp_min(1e-6).to(device)
         trained = nn.ModuleList([module.adaptor, module.discriminator])
-        lr = self.lr if self.lr is not None else 2e-4
-        optimizer = make_optimizer(
-            self.optimizer,
+        optimizer = self._optimizer(
             [
                 {"params": module.adaptor.parameters(), "lr": self.adaptor_lr},
                 {"params": module.discriminator.parameters()},
-            ],
-            lr,
-            self.momentum,
-            self.weight_decay,
+            ]
         )
-        labelled = bool((labels == 1).any() and (labels <= 0).any())
 
         def losses(features: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
             adapted = module.adapt(features.to(device).float())
@@ -154,7 +138,7 @@ class SimpleNet(TrainedDetector):
             batches = shuffled_indices(len(train_features), self.batch_size)
             return {"loss": descend(optimizer, batches, lambda index: losses(train_features[index]))}
 
-        def validate() -> dict[str, float]:
+        def validate(labelled: bool) -> tuple[float, list[torch.Tensor]]:
             trained.eval()
             generator = torch.Generator().manual_seed(self.seed)  # the same noise every epoch
             total, scores = 0.0, []
@@ -164,17 +148,11 @@ class SimpleNet(TrainedDetector):
                     if labelled:
                         size = (self.input_side,) * 2
                         scores.append(module.score_embedding(features.to(device).float(), size)[0].cpu())
-            values = {"val_loss": total / len(val_features)}
-            if labelled:
-                values["val_neg_auroc"] = -image_auroc((labels == 1).astype(int), torch.cat(scores).numpy())
-            return values
+            return total / len(val_features), scores
 
-        monitor = "val_neg_auroc" if labelled else "val_loss"
-        if labelled:
-            logger.info("validation images include labelled anomalies: early stopping on image AUROC")
-        loop = EpochLoop(self.max_epochs, self.patience, context, desc="simplenet")
-        state = {"trained": trained, "optimizer": optimizer}
-        self.history_ = loop.run(train_epoch, state, best_of=trained, validate=validate, monitor=monitor)
+        self._train_epochs(
+            train_epoch, validate, labels, {"trained": trained, "optimizer": optimizer}, trained, context
+        )
         return module.eval()
 
     def _features(

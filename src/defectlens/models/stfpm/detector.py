@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,38 +10,28 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE
-from defectlens.core.context import FitContext, progress_bar
+from defectlens.core.context import FitContext
 from defectlens.core.loop import (
     FLIPS,
-    EpochLoop,
     cache_images,
     descend,
+    frozen_features,
     in_batches,
-    make_optimizer,
     random_flips,
     shuffled_indices,
     training_settings,
 )
 from defectlens.core.settings import NON_NEGATIVE, Items, OneOf
-from defectlens.metrics import image_auroc
 from defectlens.models.registry import register
-from defectlens.models.stfpm.torch_model import (
-    MAP_COMBINATIONS,
-    StfpmModel,
-    build_pair,
-    normalize,
-    stfpm_loss,
-)
-from defectlens.models.trained import TrainedDetector
-
-logger = logging.getLogger(__name__)
+from defectlens.models.smoothing import MAP_COMBINATIONS
+from defectlens.models.stfpm.torch_model import StfpmModel, build_pair, normalize, stfpm_loss
+from defectlens.models.trained import FrozenBackboneDetector
 
 OPTIMIZERS = ("sgd", "adam")
-DEFAULT_LR = {"sgd": 0.4, "adam": 1e-3}
 
 
 @register("stfpm")
-class Stfpm(TrainedDetector):
+class Stfpm(FrozenBackboneDetector):
     """A student network learns to reproduce a pretrained teacher's features on good images; where it
     fails, the image is anomalous.
 
@@ -80,6 +68,7 @@ class Stfpm(TrainedDetector):
     with the paper's); `preset="paper"` (`--preset paper`) restores the paper's.
     """
 
+    default_lr: ClassVar = {"sgd": 0.4, "adam": 1e-3}
     presets: ClassVar = {
         "paper": {
             "layers": (1, 2, 3),
@@ -125,16 +114,6 @@ class Stfpm(TrainedDetector):
         teacher, student = build_pair(self.backbone, tuple(self.layers), weights, pretrained)
         return StfpmModel(teacher, student, self.map_combination, self.blur_sigma)
 
-    def _shaped_module(self, n_train_images: int) -> nn.Module:
-        return self._module(pretrained=False)  # no data-sized state: teacher and student are the model
-
-    def _build_module(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
-        return self._module(pretrained=False)
-
-    def _make_optimizer(self, student: nn.Module) -> torch.optim.Optimizer:
-        lr = self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
-        return make_optimizer(self.optimizer, student.parameters(), lr, self.momentum, self.weight_decay)
-
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         device, progress = context.device, context.progress
         module = self._module(pretrained=True).to(device)
@@ -143,12 +122,17 @@ class Stfpm(TrainedDetector):
         # Teacher features of unflipped images never change: normalised once, kept in float16 (336 KB
         # per 256 px image for layers (1, 2, 3) of tf_efficientnet_lite0; 230 MB for MTD's 686 images).
         train_targets = (
-            None if self.flips else self._teacher_features(module, train_images, progress, "teacher train")
+            None
+            if self.flips
+            else frozen_features(
+                module.teacher, train_images, self.batch_size, progress, "teacher train", normalize
+            )
         )
-        val_targets = self._teacher_features(module, val_cache, progress, "teacher val")
+        val_targets = frozen_features(
+            module.teacher, val_cache, self.batch_size, progress, "teacher val", normalize
+        )
         student = module.student
-        optimizer = self._make_optimizer(student)
-        labelled = bool((labels == 1).any() and (labels <= 0).any())
+        optimizer = self._optimizer(student.parameters())
 
         def batch_losses(index: torch.Tensor) -> torch.Tensor:
             images = train_images[index].float().div_(255).to(device)
@@ -167,7 +151,7 @@ class Stfpm(TrainedDetector):
             # for that; a batch mean shrinks every step by the batch size and stalls training.
             return {"loss": descend(optimizer, batches, batch_losses, reduction="sum")}
 
-        def validate() -> dict[str, float]:
+        def validate(labelled: bool) -> tuple[float, list[torch.Tensor]]:
             student.eval()
             total, scores = 0.0, []
             with torch.inference_mode():
@@ -183,31 +167,11 @@ class Stfpm(TrainedDetector):
                     if labelled:
                         maps = module.anomaly_map(targets, predicted, images.shape[-2:])
                         scores.append(maps.amax(dim=(1, 2)).cpu())
-            values = {"val_loss": total / len(val_cache)}
-            if labelled:
-                values["val_neg_auroc"] = -image_auroc((labels == 1).astype(int), torch.cat(scores).numpy())
-            return values
+            return total / len(val_cache), scores
 
-        monitor = "val_neg_auroc" if labelled else "val_loss"
-        if labelled:
-            logger.info("validation images include labelled anomalies: early stopping on image AUROC")
-        loop = EpochLoop(self.max_epochs, self.patience, context, desc="stfpm")
         state = {"student": student, "optimizer": optimizer}
-        self.history_ = loop.run(train_epoch, state, best_of=student, validate=validate, monitor=monitor)
+        self._train_epochs(train_epoch, validate, labels, state, student, context)
         return module.eval()
-
-    @torch.inference_mode()
-    def _teacher_features(
-        self, module: StfpmModel, images: torch.Tensor, progress: bool, desc: str
-    ) -> list[torch.Tensor]:
-        device = next(module.buffers()).device
-        parts = [
-            [f.half().cpu() for f in normalize(module.teacher(batch.to(device)))]
-            for batch in progress_bar(
-                in_batches(images, self.batch_size), progress, desc, -(-len(images) // self.batch_size)
-            )
-        ]
-        return [torch.cat(layer) for layer in zip(*parts, strict=True)]
 
 
 __all__ = ["Stfpm"]

@@ -10,9 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from defectlens.backbones import FeatureExtractor
-from defectlens.models.smoothing import gaussian_blur
-
-MAP_COMBINATIONS = ("product", "sum")
+from defectlens.models.smoothing import combine_maps, gaussian_blur
 
 
 class StudentExtractor(FeatureExtractor):
@@ -58,17 +56,6 @@ def stfpm_loss(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor])
         (B,) loss of each image; training minimises their mean.
     """
     return torch.stack([d.mean(dim=(1, 2)) for d in layer_distances(teacher, student)]).sum(0)
-
-
-def combine_maps(distances: Sequence[torch.Tensor], size: tuple[int, int], combination: str) -> torch.Tensor:
-    """Upsample each (B, h_l, w_l) distance map bilinearly to `size` and multiply or add them: (B, H, W)."""
-    upsampled = [
-        F.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0] for d in distances
-    ]
-    combined = upsampled[0]
-    for layer_map in upsampled[1:]:
-        combined = combined * layer_map if combination == "product" else combined + layer_map
-    return combined
 
 
 class StfpmModel(nn.Module):
