@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def run_config(model: str, config: str, data: Path, params: dict, out: Path) -> 
         "image_auroc": round(scored.evaluate(threshold)["image_auroc"], 4),
         "fit_seconds": round(fit_seconds, 1),
     }
-    stem = out / "scores" / f"{model}-{config.replace(' ', '-')}-{_settings_key(params)}"
+    # File names keep letters, digits and "=._-" of the settings (a list of backbones has quotes, spaces).
+    name = re.sub(r"[^A-Za-z0-9=._-]+", "_", f"{model}-{config.replace(' ', '-')}-{_settings_key(params)}")
+    stem = out / "scores" / name
     stem.parent.mkdir(exist_ok=True)
     for key, values in (
         ("good_scores_file", calibration.good_scores),
