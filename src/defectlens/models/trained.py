@@ -94,10 +94,21 @@ class TrainedDetector(Detector):
 class FrozenBackboneDetector(TrainedDetector):
     """A trained detector built around a frozen pretrained network, whose module holds no state sized by
     the data (STFPM, SimpleNet, RD4AD): `_module(pretrained)` builds it, and training runs through
-    `_train_epochs` with the optimizer of `_optimizer`."""
+    `_train_epochs` with the optimizer of `_optimizer`.
+
+    Args:
+        resize: "pad" by default (see `Detector`).
+        Other settings: see `TrainedDetector`.
+    """
 
     # Learning rate per optimizer name when the `lr` setting is None.
     default_lr: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, *, resize: str = "pad", **base: Any) -> None:
+        # "pad" keeps the aspect ratio: measured better than squashing on MTD's elongated tiles for all
+        # three (docs/stfpm.md, docs/detectors.md).
+        super().__init__(resize=resize, **base)
+        self._keep(locals())
 
     @abstractmethod
     def _module(self, pretrained: bool) -> nn.Module:

@@ -88,11 +88,9 @@ class Rd4ad(FrozenBackboneDetector):
         patience: int | None = 10,
         embedding_channels: int | None = None,
         blur_sigma: float = 4.0,
-        *,
-        resize: str = "pad",
         **base: Any,
     ) -> None:
-        super().__init__(resize=resize, **base)
+        super().__init__(**base)
         self._keep(locals())
 
     def _module(self, pretrained: bool) -> Rd4adModel:

@@ -3,7 +3,6 @@ CVPR 2023)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -89,16 +88,13 @@ class SimpleNet(FrozenBackboneDetector):
         max_epochs: int = 40,
         patience: int | None = 10,
         blur_sigma: float = 4.0,
-        *,
-        resize: str = "pad",
         **base: Any,
     ) -> None:
-        super().__init__(resize=resize, **base)
+        super().__init__(**base)
         self._keep(locals())
 
     def _module(self, pretrained: bool) -> SimpleNetModel:
-        weights = Path(self.weights) if self.weights else None
-        extractor = FeatureExtractor(self.backbone, tuple(self.layers), weights, pretrained=pretrained)
+        extractor = FeatureExtractor(self.backbone, tuple(self.layers), self.weights, pretrained=pretrained)
         channels = sum(extractor.channels)
         return SimpleNetModel(
             extractor,

@@ -61,7 +61,7 @@ class Stfpm(FrozenBackboneDetector):
         flips: augmentation of the training images: each is mirrored along each named axis
             ("horizontal", "vertical") with probability 1/2 per epoch, for parts whose good look does not
             depend on orientation; the teacher's targets are then computed per batch instead of cached.
-        calibration_refits: see `TrainedDetector`; image_size, resize, batch_size and the calibration
+        calibration_refits: see `TrainedDetector`; image_size, batch_size and the calibration
             settings: see `Detector`; `batch_size` is also the training batch.
 
     The defaults are the settings measured best on MTD (docs/stfpm.md: image AUROC 0.857 against 0.695
@@ -102,11 +102,9 @@ class Stfpm(FrozenBackboneDetector):
         map_combination: str = "sum",
         blur_sigma: float = 8.0,
         flips: tuple[str, ...] = (),
-        *,
-        resize: str = "pad",
         **base: Any,
     ) -> None:
-        super().__init__(resize=resize, **base)
+        super().__init__(**base)
         self._keep(locals())
 
     def _module(self, pretrained: bool) -> StfpmModel:
