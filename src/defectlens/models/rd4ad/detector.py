@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -94,9 +93,13 @@ class Rd4ad(FrozenBackboneDetector):
         self._keep(locals())
 
     def _module(self, pretrained: bool) -> Rd4adModel:
-        weights = Path(self.weights) if self.weights else None
         return build_model(
-            self.backbone, tuple(self.layers), weights, pretrained, self.embedding_channels, self.blur_sigma
+            self.backbone,
+            tuple(self.layers),
+            self.weights,
+            pretrained,
+            self.embedding_channels,
+            self.blur_sigma,
         )
 
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:

@@ -287,7 +287,7 @@ def embedding_width(channels: Sequence[int], embedding_channels: int | None) -> 
 def build_model(
     backbone: str,
     layers: tuple[int, ...],
-    weights: Path | None,
+    weights: str | Path | None,
     pretrained: bool,
     embedding_channels: int | None,
     blur_sigma: float,

@@ -10,11 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
-from defectlens.core.context import FitContext, progress_bar
-from defectlens.core.loop import descend, shuffled_indices, training_settings
+from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor, locally_aware_patches
+from defectlens.core.context import FitContext
+from defectlens.core.loop import cache_images, descend, frozen_features, shuffled_indices, training_settings
 from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Integer, Items
-from defectlens.errors import DataError
 from defectlens.models.registry import register
 from defectlens.models.simplenet.torch_model import SimpleNetModel, discriminator, truncated_l1
 from defectlens.models.trained import FrozenBackboneDetector
@@ -108,11 +107,11 @@ class SimpleNet(FrozenBackboneDetector):
     def _fit_module(self, train: DataLoader, val: DataLoader, context: FitContext) -> nn.Module:
         device = context.device
         module = self._module(pretrained=True).to(device)
-        train_features, _ = self._features(module, train, context, "features train")
-        val_features, labels = self._features(module, val, context, "features val")
-        patches = train_features.transpose(0, 1).flatten(1)  # (C, N h w), float16
-        mean = torch.cat([chunk.float().mean(1) for chunk in patches.split(16)])  # 16 channels at a time
-        scale = torch.cat([chunk.float().std(1) for chunk in patches.split(16)])
+        train_features, _ = self._features(module, train, context, "train")
+        val_features, labels = self._features(module, val, context, "val")
+        # Per-channel spread and mean of the training patches, 16 channels at a time in float32.
+        stats = [torch.std_mean(chunk.float(), dim=(0, 2, 3)) for chunk in train_features.split(16, dim=1)]
+        scale, mean = torch.cat([std for std, _ in stats]), torch.cat([mean for _, mean in stats])
         module.mean, module.scale = mean.to(device), scale.clamp_min(1e-6).to(device)
         trained = nn.ModuleList([module.adaptor, module.discriminator])
         optimizer = self._optimizer(
@@ -152,17 +151,19 @@ class SimpleNet(FrozenBackboneDetector):
         return module.eval()
 
     def _features(
-        self, module: SimpleNetModel, data: DataLoader, context: FitContext, desc: str
+        self, module: SimpleNetModel, data: DataLoader, context: FitContext, split: str
     ) -> tuple[torch.Tensor, np.ndarray]:
         """Patch features (N, C, h, w) in float16 on the CPU and (N,) labels of every image of `data`."""
-        features, labels = [], []
-        with torch.no_grad():  # not inference mode: its tensors could not enter training
-            for batch in progress_bar(data, context.progress, desc):
-                features.append(module.embed(batch.images.to(context.device)).half().cpu())
-                labels.append(batch.labels)
-        if not features:
-            raise DataError(f"no images for {desc}")
-        return torch.cat(features), torch.cat(labels).numpy()
+        images, labels = cache_images(data, context.progress, f"load {split}")
+        (features,) = frozen_features(
+            module.extractor,
+            images,
+            self.batch_size,
+            context.progress,
+            f"features {split}",
+            lambda maps: [locally_aware_patches(maps)],  # as `SimpleNetModel.embed`
+        )
+        return features, labels
 
 
 __all__ = ["SimpleNet"]
