@@ -1,11 +1,16 @@
-"""Shared fixtures: a tiny generated MVTec-layout dataset with a visible defect, and the real-data root."""
+"""Shared fixtures: a tiny generated MVTec-layout dataset with a visible defect, the real-data root, and a
+real uvicorn server on a loopback port."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn
 from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -93,3 +98,43 @@ def quick_detector(name: str, **params):
         elif param.endswith("refits"):
             settings[param] = 0
     return create(name, **{**settings, **params})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a thread, on 127.0.0.1 and a free port."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *_) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """`with server(app) as url:` runs `app` on 127.0.0.1 for the block."""
+    return Server
+
+
+@pytest.fixture(scope="session")
+def loopback_port():
+    """A function returning a free TCP port on 127.0.0.1."""
+    return free_port

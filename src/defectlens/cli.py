@@ -100,6 +100,49 @@ ApiKeyOpt = Annotated[
     str | None,
     typer.Option(envvar="DEFECTLENS_API_KEY", help="Require this key (X-API-Key) on all but /v1/health."),
 ]
+MqttOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mqtt",
+        help="Publish each result to mqtt://[user:pass@]HOST[:PORT]/TOPIC (QoS 1, spooled), repeatable.",
+    ),
+]
+WebhookOpt = Annotated[
+    list[str] | None,
+    typer.Option("--webhook", help="POST each result as JSON to this URL (retried, spooled), repeatable."),
+]
+OutFoldersOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--out", "-o", help="Append results to DIR/predictions.jsonl with overlays, repeatable."),
+]
+StateOpt = Annotated[
+    Path,
+    typer.Option("--state", help="Folder of the station state: files scored, messages not yet delivered."),
+]
+DriftWindowOpt = Annotated[int, typer.Option(help="Drift: how many of the latest scores are compared.")]
+DriftPsiOpt = Annotated[float, typer.Option(help="Drift alarm at this population stability index.")]
+DriftKsOpt = Annotated[
+    float, typer.Option(help="Drift alarm below this Kolmogorov-Smirnov p-value (0 turns it off).")
+]
+DEFAULT_STATE = Path(".defectlens-station")
+
+
+def _station_outputs(
+    calibration: Any,
+    store: Any,
+    mqtt: list[str] | None,
+    webhook: list[str] | None,
+    out: list[Path] | None,
+    drift_window: int,
+    drift_psi: float,
+    drift_ks_pvalue: float,
+    extra_sinks: tuple = (),
+) -> Any:
+    """The sinks and drift monitor of `watch` and `serve`; `store` (a `StationStore`) spools."""
+    from defectlens.line import DriftLevels, DriftMonitor, Outputs, open_sinks
+
+    drift = DriftMonitor.for_calibration(calibration, drift_window, DriftLevels(drift_psi, drift_ks_pvalue))
+    return Outputs([*extra_sinks, *open_sinks(store, mqtt, webhook, out)], store, drift)
 
 
 @app.command("train")
@@ -415,15 +458,23 @@ def serve_command(
     max_queue: Annotated[int, typer.Option(help="Most waiting images before answering 503.")] = 64,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body in MB.")] = 20.0,
     max_megapixels: Annotated[float, typer.Option(help="Largest image in megapixels.")] = 50.0,
+    mqtt: MqttOpt = None,
+    webhook: WebhookOpt = None,
+    out: OutFoldersOpt = None,
+    state: StateOpt = DEFAULT_STATE,
+    drift_window: DriftWindowOpt = 200,
+    drift_psi: DriftPsiOpt = 0.25,
+    drift_ks_pvalue: DriftKsOpt = 0.001,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Serve a model over HTTP: POST /v1/predict, GET /v1/health, GET /v1/model, docs at /docs.
+    """Serve a model over HTTP: POST /v1/predict, GET /v1/health, GET /v1/model, GET /v1/metrics
+    (Prometheus), GET /v1/drift, docs at /docs. Results also go to --mqtt, --webhook and --out.
 
     Examples:
 
         defectlens serve --model exports/tile-onnx
 
-        defectlens serve --run runs/tile --port 8080 --api-key s3cret
+        defectlens serve --run runs/tile --port 8080 --api-key s3cret --mqtt mqtt://gateway:1883/line1
     """
     setup_logging(verbose)
 
@@ -434,7 +485,13 @@ def serve_command(
             raise ConfigError("give exactly one of --model (an exported model) or --run (a training run)")
         served = open_served_model(model_dir or run, backend)
         limits = Limits(int(max_upload_mb * 1e6), int(max_megapixels * 1e6))
-        application = create_app(served, api_key, limits, max_batch, max_wait_ms, max_queue)
+        from defectlens.line import StationStore
+
+        store = StationStore(state) if (mqtt or webhook) else None
+        outputs = _station_outputs(
+            served.calibration, store, mqtt, webhook, out, drift_window, drift_psi, drift_ks_pvalue
+        )
+        application = create_app(served, api_key, limits, max_batch, max_wait_ms, max_queue, outputs=outputs)
         console.print(
             f"serving {served.info['model']} ({served.info['runtime']}) on http://{host}:{port}  docs: /docs"
         )
@@ -447,6 +504,90 @@ def _serve(application: Any, host: str, port: int, verbose: bool) -> None:
     import uvicorn
 
     uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
+
+
+@app.command("watch")
+def watch_command(
+    source: Annotated[
+        str,
+        typer.Argument(help="A folder, a camera index (0), a video file, or a stream URL (rtsp://...)."),
+    ],
+    run: Annotated[Path | None, typer.Option("--run", "-r", help="Run folder (scores with torch).")] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option("--model", help="Folder written by `defectlens export` (no torch).")
+    ] = None,
+    mqtt: MqttOpt = None,
+    webhook: WebhookOpt = None,
+    out: OutFoldersOpt = None,
+    every: Annotated[int, typer.Option(help="Camera or video: score every N-th frame.")] = 1,
+    task: Annotated[str, typer.Option(help="classification, segmentation or detection.")] = "detection",
+    min_area: Annotated[int, typer.Option(help="Smallest box area in pixels for detection.")] = 16,
+    backend: Annotated[str, typer.Option(help="For --model: auto, onnxruntime, openvino.")] = "auto",
+    max_batch: Annotated[int, typer.Option(help="Most waiting files scored in one model call.")] = 8,
+    state: StateOpt = DEFAULT_STATE,
+    settle: Annotated[
+        float, typer.Option(help="Folder: seconds a file must stay unchanged (without a close) to be read.")
+    ] = 0.5,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds with nothing new (default: never).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port (path /metrics).")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics endpoint.")] = "127.0.0.1",
+    drift_window: DriftWindowOpt = 200,
+    drift_psi: DriftPsiOpt = 0.25,
+    drift_ks_pvalue: DriftKsOpt = 0.001,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print a line per result.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Score parts as they arrive: new files in a folder (each once, across restarts) or frames of a
+    camera, video or stream; publish each result to MQTT, webhooks and folders; watch for drift.
+    Stops on Ctrl-C or SIGTERM, after delivering what it can.
+
+    Examples:
+
+        defectlens watch /data/camera1 --model exports/tile-onnx --mqtt mqtt://plc-gateway:1883/line1/parts
+
+        defectlens watch rtsp://10.0.0.7/stream --run runs/tile --every 5 --out station-results
+    """
+    setup_logging(verbose)
+
+    def job() -> None:
+        import signal
+        import threading
+
+        from defectlens.engine.predict import open_scorer
+        from defectlens.line import ConsoleSink, Station, StationStore, open_source
+        from defectlens.post.tasks import check_task
+
+        if (run is None) == (model_dir is None):
+            raise ConfigError("give exactly one of --run (a training run) or --model (an exported model)")
+        scorer = open_scorer(run or model_dir, backend=backend)
+        store = StationStore(state)
+        watched = open_source(source, store, every, settle)
+        printer = (
+            () if quiet else (ConsoleSink(lambda line: console.print(line, markup=False, highlight=False)),)
+        )
+        outputs = _station_outputs(
+            scorer.calibration, store, mqtt, webhook, out, drift_window, drift_psi, drift_ks_pvalue, printer
+        )
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, metrics_host, registry=outputs.metrics.registry)
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        console.print(f"watching {watched.id} with {scorer.name} ({scorer.runtime}); Ctrl-C stops")
+        station = Station(scorer, outputs, check_task(task), min_area, max_batch)
+        try:
+            scored = station.run(watched, stop, idle_exit)
+        finally:
+            outputs.close()
+        console.print(f"{scored} parts scored; drift alarm {'raised' if outputs.drift.alarm else 'off'}")
+
+    run_job(job)
 
 
 @app.command("review")

@@ -155,7 +155,25 @@ def _write_entry(
     name: str,
 ) -> dict:
     entry, heat, found = describe(path, prediction, i, task, min_area)
+    return save_pictures(entry, image, heat, found, task, out, name)
+
+
+def save_pictures(
+    entry: dict[str, Any],
+    image: np.ndarray,
+    heat: np.ndarray,
+    found: Regions,
+    task: str,
+    out: Path,
+    name: str,
+) -> dict[str, Any]:
+    """Write the mask (segmentation) and the overlay of one image under `out` as `name`.png.
+
+    Returns:
+        `entry` with the relative paths of the pictures added.
+    """
     mask, boxes = drawn(found, task)
+    entry = dict(entry)
     if mask is not None:
         entry["mask"] = str(save_image(mask, out / "masks" / f"{name}.png").relative_to(out))
     picture = overlay(image, heat, pred_mask=mask, boxes=boxes)

@@ -1,17 +1,21 @@
-"""The inspection service: `POST /v1/predict`, `GET /v1/health`, `GET /v1/model` (FastAPI).
+"""The inspection service: `POST /v1/predict`, `GET /v1/health`, `GET /v1/model`, `GET /v1/metrics`
+(Prometheus text) and `GET /v1/drift` (FastAPI).
 
 Serves an exported artefact without torch (onnxruntime/OpenVINO) or a training run with torch. Every
 image goes through the same decode -> RGB -> resize -> model -> calibration path as `defectlens
 predict`, so the JSON objects equal the lines of predictions.jsonl. Bad input is a 4xx with a JSON
-`error` saying what was wrong, never a 500.
+`error` saying what was wrong, never a 500. Each result also goes to the station's outputs (MQTT,
+webhooks, folders, as `defectlens watch` publishes them) and to its drift monitor.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -32,7 +36,11 @@ from defectlens.engine.predict import describe, drawn, open_scorer
 from defectlens.engine.runs import CHECKPOINT
 from defectlens.errors import DataError, ImageTooLarge
 from defectlens.inference.artifact import MANIFEST, sha256
-from defectlens.post.prediction import Prediction
+from defectlens.line.drift import DriftMonitor
+from defectlens.line.metrics import CONTENT_TYPE
+from defectlens.line.sinks import Result
+from defectlens.line.station import Outputs, timing
+from defectlens.post.prediction import Calibration, Prediction
 from defectlens.post.tasks import TASKS
 from defectlens.reports.figures import encode_png, overlay
 from defectlens.serve.batching import MicroBatcher, ServiceBusy
@@ -66,6 +74,7 @@ class ServedModel:
 
     predict: Callable[[list[np.ndarray]], Prediction]
     info: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
 
 def open_served_model(path: str | Path, backend: str = "auto") -> ServedModel:
@@ -94,7 +103,7 @@ def open_served_model(path: str | Path, backend: str = "auto") -> ServedModel:
         "sha256": checksum,
         "defectlens_version": __version__,
     }
-    return ServedModel(predict=scorer.predict, info=info)
+    return ServedModel(predict=scorer.predict, info=info, calibration=calibration)
 
 
 class ApiError(Exception):
@@ -113,6 +122,7 @@ def create_app(
     max_wait_ms: float = 5.0,
     max_queue: int = 64,
     review: ReviewSource | None = None,
+    outputs: Outputs | None = None,
 ) -> FastAPI:
     """The FastAPI application serving `model`, its page at `/`, and the review API when `review` is given.
 
@@ -123,14 +133,20 @@ def create_app(
         limits: request size limits.
         max_batch, max_wait_ms, max_queue: micro-batching (see `MicroBatcher`); max_batch 1 turns it off.
         review: results and marks for the review gallery (`defectlens review`).
+        outputs: sinks and drift monitor every result goes to; by default, drift against the model's
+            calibration and no sinks.
     """
-    batcher = MicroBatcher(model.predict, max_batch, max_wait_ms, max_queue)
+    if outputs is None:
+        drift = DriftMonitor.for_calibration(model.calibration) if model.calibration is not None else None
+        outputs = Outputs([], None, drift)
+    batcher = MicroBatcher(outputs.metrics.timed(model.predict), max_batch, max_wait_ms, max_queue)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         batcher.start()
         yield
         batcher.stop()
+        outputs.close()
 
     app = FastAPI(
         title="defectlens inspection service",
@@ -139,6 +155,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher = batcher
+    app.state.outputs = outputs
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -179,6 +196,20 @@ def create_app(
         check_key(request)
         return model.info
 
+    @app.get(
+        "/v1/metrics", summary="Prometheus metrics: images by label, model time, drift, spooled messages."
+    )
+    async def metrics(request: Request) -> Response:
+        check_key(request)
+        return Response(outputs.metrics.text(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/drift", summary="Drift of the scores against the good calibration scores, with history.")
+    async def drift_state(request: Request) -> dict[str, Any]:
+        check_key(request)
+        if outputs.drift is None:
+            raise ApiError(404, "this model has no calibration scores to compare against: drift is off")
+        return outputs.drift.state()
+
     @app.post(
         "/v1/predict",
         summary="Score one image (raw body) or several (multipart, any field names).",
@@ -195,6 +226,7 @@ def create_app(
         request: Request, include: str = "", task: str = "detection", min_area: int = 16
     ) -> dict:
         check_key(request)
+        arrived = time.time()
         wanted = [part.strip() for part in include.split(",") if part.strip()]
         unknown = sorted(set(wanted) - set(INCLUDES))
         if unknown:
@@ -207,9 +239,10 @@ def create_app(
             results = await batcher.score(images)
         except ServiceBusy as error:
             raise ApiError(503, f"busy: {error}; retry shortly", {"Retry-After": "1"}) from error
-        predictions = []
+        predictions, published = [], []
         for (name, _, _), image, (prediction, index) in zip(uploads, images, results, strict=True):
             entry, heat, found = describe(name, prediction, index, task, min_area)
+            published.append(Result({**entry, "timing": timing(arrived)}, image, heat, found))
             mask, boxes = drawn(found, task)
             if "mask" in wanted:
                 entry["mask_png"] = base64.b64encode(encode_png(found.mask)).decode()
@@ -217,6 +250,7 @@ def create_app(
                 picture = overlay(image, heat, pred_mask=mask, boxes=boxes)
                 entry["overlay_png"] = base64.b64encode(encode_png(picture)).decode()
             predictions.append(entry)
+        await asyncio.to_thread(outputs.publish, published)
         return {"predictions": predictions}
 
     return app
