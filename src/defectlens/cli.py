@@ -567,7 +567,11 @@ def watch_command(
         store = StationStore(state)
         watched = open_source(source, store, every, settle)
         printer = (
-            () if quiet else (ConsoleSink(lambda line: console.print(line, markup=False, highlight=False)),)
+            ()
+            if quiet
+            else (
+                ConsoleSink(lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)),
+            )
         )
         outputs = _station_outputs(
             scorer.calibration, store, mqtt, webhook, out, drift_window, drift_psi, drift_ks_pvalue, printer

@@ -1,9 +1,9 @@
 """What the station scores: new files in a folder, or frames of a camera, a video file or a stream.
 
 A folder's files are picked up as they arrive (`watchdog`), and read only once complete: after a close
-event or `settle_s` without change, and only if they decode; a file still undecodable `give_up_s` after
-its last change is reported as a bad file. The station store remembers every file scored (by its path,
-size and modification time), so each is scored once across restarts.
+event, a rename into place, or `settle_s` without change, and only if they decode; a file still
+undecodable `give_up_s` after its last change is reported as a bad file. The station store remembers
+every file scored (by its path, size and modification time), so each is scored once across restarts.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 POLL_S = 0.05
 # watchdog event types that mean a file's content may have changed (reading it fires "opened" too)
 WRITE_EVENTS = ("created", "modified", "moved", "closed")
+# A writer closed the file, or renamed it into place (the atomic way to deliver one): read it at once.
+COMPLETE_EVENTS = ("closed", "moved")
 
 
 @dataclass
@@ -98,7 +100,7 @@ class FolderSource:
             elif event.event_type in WRITE_EVENTS and self._wanted(path):
                 entry = self._pending.setdefault(path, _Pending(time.time()))
                 entry.changed = time.time()
-                entry.closed = event.event_type == "closed"
+                entry.closed = event.event_type in COMPLETE_EVENTS
 
     def batches(self, stop: threading.Event, max_batch: int = 8) -> Iterator[list[Part]]:
         """Lists of up to `max_batch` complete files, as they become ready, until `stop` is set."""
