@@ -14,12 +14,14 @@ from defectlens.line import DriftMonitor, Outputs, open_sinks
 from defectlens.serve import create_app, open_served_model
 
 
-def upload(url: str, image: np.ndarray, name: str) -> dict:
+def png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    answer = httpx.post(
-        f"{url}/v1/predict", files={"file": (name, buffer.getvalue(), "image/png")}, timeout=30
-    )
+    return buffer.getvalue()
+
+
+def upload(url: str, image: np.ndarray, name: str) -> dict:
+    answer = httpx.post(f"{url}/v1/predict", files={"file": (name, png(image), "image/png")}, timeout=30)
     assert answer.status_code == 200, answer.text
     return answer.json()["predictions"][0]
 
@@ -52,6 +54,10 @@ def test_brightness_shift_raises_the_drift_alarm(station_model, make_texture, se
             upload(url, brighter, f"bright{i}.png")
         drifted = httpx.get(f"{url}/v1/drift").json()
         after = metrics(url)
+        checked = httpx.post(  # a check by hand is scored, but neither published nor counted
+            f"{url}/v1/predict", params={"publish": "false"}, content=png(make_texture(9)), timeout=30
+        )
+        assert checked.status_code == 200 and httpx.get(f"{url}/v1/drift").json()["count"] == 80
     assert calm["count"] == 40 and not calm["alarm"], calm["current"]
     assert before["defectlens_drift_alarm"] == 0 and before["defectlens_drift_window_count"] == 40
     assert drifted["alarm"] and drifted["count"] == 80 and len(drifted["history"]) == 80

@@ -1,3 +1,5 @@
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -7,9 +9,12 @@ from defectlens.errors import ConfigError
 from defectlens.reports.figures import (
     GT_COLOR,
     PRED_COLOR,
+    encode_png,
+    outline,
     overlay,
     panel,
     save_image,
+    save_jpeg,
     save_roc_curve,
     save_score_histogram,
 )
@@ -128,3 +133,26 @@ def test_save_image(tmp_path, sample):
     assert back.shape == (H, W) and set(np.unique(back).tolist()) == {0, 255}
     with pytest.raises(ConfigError, match="uint8"):
         save_image(image.astype(np.float32), tmp_path / "f.png")
+
+
+def test_outline_lays_the_ground_truth_edge_over_a_transparent_picture(sample):
+    image, amap, _, gt = sample
+    layer = outline(gt)
+    assert layer.shape == (H, W, 4) and layer.dtype == np.uint8
+    drawn = layer[..., 3] > 0
+    # the same pixels, in the same colour, as the ground-truth outline of `overlay`
+    np.testing.assert_array_equal(drawn, np.all(overlay(image, amap, gt_mask=gt) == GT_COLOR, axis=-1))
+    assert np.all(layer[drawn][:, :3] == GT_COLOR) and not layer[~drawn].any()
+    back = np.asarray(Image.open(io.BytesIO(encode_png(layer))))
+    np.testing.assert_array_equal(back, layer)
+
+
+def test_save_jpeg(tmp_path, sample):
+    image, _, _, gt = sample
+    back = np.asarray(Image.open(save_jpeg(image, tmp_path / "x" / "img.jpg"))).astype(int)
+    assert back.shape == (H, W, 3) and np.abs(back - image).mean() < 20  # lossy, but the same picture
+    assert np.asarray(Image.open(save_jpeg(image[..., 0], tmp_path / "grey.jpg"))).shape == (H, W, 3)
+    with pytest.raises(ConfigError, match="quality must be in"):
+        save_jpeg(image, tmp_path / "q.jpg", quality=0)
+    with pytest.raises(ConfigError, match="uint8"):
+        save_jpeg(gt, tmp_path / "mask.jpg")

