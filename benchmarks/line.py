@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from local_services import free_port
 
 from defectlens.data import load_mvtec
 from defectlens.engine import DataSpec, train
@@ -66,12 +66,6 @@ class Received:
                     return
             time.sleep(0.02)
         raise SystemExit(f"only {len(self.at)} of {len(names)} messages arrived in {timeout:.0f} s")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def measure(export: Path, images: list[Path], args, work: Path) -> dict:

@@ -18,46 +18,24 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from local_services import free_port, start_defectlens
 
 from defectlens.data import records_from_paths
 from defectlens.inference.artifact import MANIFEST
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(model: Path, port: int, max_batch: int, threads: int) -> subprocess.Popen:
     source = ["--model", str(model)] if (model / MANIFEST).is_file() else ["--run", str(model)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    command = [sys.executable, "-m", "defectlens", "serve", *source, "--port", str(port)]
-    server = subprocess.Popen(
-        [*command, "--max-batch", str(max_batch), "--max-queue", "1024"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    return start_defectlens(
+        ["serve", *source, "--max-batch", str(max_batch), "--max-queue", "1024"], port, env
     )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("server did not start within 120 s")
 
 
 async def hammer(url: str, bodies: list[bytes], n_requests: int, concurrency: int, limit_s: float) -> dict:

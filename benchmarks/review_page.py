@@ -17,14 +17,12 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
+from local_services import free_port, start_defectlens
 from playwright.sync_api import sync_playwright
 
 FIRST_SCREEN = """() => {
@@ -41,30 +39,9 @@ JUMP = """(screens) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_review(run: Path, port: int) -> subprocess.Popen:
     """`defectlens review --run RUN` in its own process, once it answers /v1/health."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "defectlens", "review", "--run", str(run), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"defectlens review exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("defectlens review did not start within 120 s")
+    return start_defectlens(["review", "--run", str(run)], port)
 
 
 class ThumbnailRequests:
