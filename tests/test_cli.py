@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from defectlens.cli import app
+from defectlens.models import load
 
 runner = CliRunner()
 SMALL = ["--image-size", "64", "--device", "cpu", "--set", "batch_size=4"]
@@ -87,6 +89,57 @@ def test_predict_writes_one_line_per_image(run_dir, tiny_mvtec, tmp_path, task):
             assert line["boxes"], "a painted scratch must give at least one box"
             x0, y0, x1, y1, score = line["boxes"][0]
             assert 0 <= x0 < x1 <= 96 and 0 <= y0 < y1 <= 72 and score >= 0.5  # original 96x72 pixels
+
+
+def test_predict_reports_a_bad_file_in_its_row_and_scores_the_rest(run_dir, tiny_mvtec, tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    good = sorted((tiny_mvtec / "test" / "good").iterdir())
+    for i, path in enumerate(good * 3):  # 12 images: three model batches of 4 (the run's batch_size)
+        shutil.copy(path, folder / f"{i:02d}.png")
+    (folder / "05.png").write_bytes(b"\x89PNG truncated")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", "--run", str(run_dir), str(folder), "--out", str(out)])
+    assert result.exit_code == 1 and "1 of 12 images could not be scored" in " ".join(result.output.split())
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [Path(line["path"]).name for line in lines] == [f"{i:02d}.png" for i in range(12)]  # in order
+    assert "05.png" in lines[5]["error"] and "score" not in lines[5]
+    scored = [line for line in lines if "error" not in line]
+    assert len(scored) == 11 and all((out / line["overlay"]).is_file() for line in scored)
+    # the same scores as predicting the good files alone
+    alone = load(run_dir / "model.pt").predict([line["path"] for line in scored]).score
+    assert np.allclose([line["score"] for line in scored], alone, atol=1e-6)
+
+
+def test_predict_outputs_choose_the_pictures(run_dir, tiny_mvtec, tmp_path):
+    images = str(tiny_mvtec / "test" / "scratch")
+    for outputs, pictures in [
+        ("jsonl", set()),
+        ("jsonl,mask", {"masks"}),
+        ("overlay,mask", {"overlays", "masks"}),
+    ]:
+        out = tmp_path / outputs.replace(",", "-")
+        result = runner.invoke(
+            app, ["predict", "--run", str(run_dir), images, "--out", str(out), "--outputs", outputs]
+        )
+        assert result.exit_code == 0, result.output
+        assert {p.name for p in out.iterdir() if p.is_dir()} == pictures
+        lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        assert len(lines) == 4 and all(("overlay" in line) == ("overlays" in pictures) for line in lines)
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--run",
+            str(run_dir),
+            images,
+            "--out",
+            str(tmp_path / "x"),
+            "--outputs",
+            "jsonl,heatmap",
+        ],
+    )
+    assert result.exit_code == 1 and "unknown outputs ['heatmap']" in result.output
 
 
 def test_predict_bad_task_and_missing_run(run_dir, tiny_mvtec, tmp_path):

@@ -15,7 +15,7 @@ from rich.table import Table
 from defectlens import __version__
 from defectlens.cli_common import ForceOpt, VerboseOpt, console, parse_settings, run_job, setup_logging
 from defectlens.engine.runs import DataSpec
-from defectlens.errors import ConfigError
+from defectlens.errors import ConfigError, DataError
 
 app = typer.Typer(
     help="Find defects without defect labels: learn what good looks like, then score and localise.",
@@ -352,10 +352,15 @@ def predict_command(
     shard_size: Annotated[
         int, typer.Option(help="Ray: images per Parquet shard (the unit of resume).")
     ] = 10_000,
+    outputs: Annotated[
+        str, typer.Option(help="What to write: jsonl (always), overlay, mask; 'jsonl' alone is fastest.")
+    ] = "jsonl,overlay,mask",
+    threads: Annotated[int, typer.Option(help="Threads decoding images and writing pictures.")] = 2,
     force: ForceOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Score new images; writes predictions.jsonl (one JSON object per image) and pictures.
+    """Score new images; writes predictions.jsonl (one JSON object per image) and pictures. A file that
+    cannot be read gets a line with its `error`; the others are scored, and the exit code is 1.
 
     With `--engine ray`, INPUTS may also be globs or .txt/.csv lists of paths; the output is Parquet
     shards plus manifest.json, and a re-run skips finished shards.
@@ -397,10 +402,18 @@ def predict_command(
             )
             return
         scorer = open_scorer(run or model_dir, backend=backend)
-        path = predict_images(scorer, inputs, out, task=task, min_area=min_area, force=force)
-        lines = path.read_text().splitlines()
-        n_bad = sum(json.loads(line)["label"] == "anomalous" for line in lines)
-        console.print(f"{len(lines)} images, {n_bad} anomalous -> {path}")
+        path = predict_images(
+            scorer, inputs, out, task, min_area, force, outputs=outputs.split(","), workers=threads
+        )
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        n_anomalous = sum(entry.get("label") == "anomalous" for entry in entries)
+        failed = [entry for entry in entries if "error" in entry]
+        console.print(f"{len(entries)} images, {n_anomalous} anomalous -> {path}")
+        if failed:
+            raise DataError(
+                f"{len(failed)} of {len(entries)} images could not be scored (lines with 'error' in {path}); "
+                f"the first: {failed[0]['error']}"
+            )
 
     run_job(job)
 

@@ -131,8 +131,8 @@ def test_one_bad_image_in_a_batch_is_reported_in_its_row(tmp_path, station_model
     _, export = station_model
     outputs = Outputs(open_sinks(None, out=[tmp_path / "out"]), None, None)
     station = Station(open_scorer(export), outputs, max_batch=4)
-    good = [Part(f"p{i}.png", make_texture(i), time.time()) for i in range(2)]
-    broken = Part("tiny.png", np.zeros((1, 1, 5), np.uint8), time.time())
+    good = [Part(f"p{i}.png", make_texture(i), arrived=time.time()) for i in range(2)]
+    broken = Part("tiny.png", np.zeros((1, 1, 5), np.uint8), arrived=time.time())
     results = station.score([good[0], broken, good[1]])
     outputs.close()
     assert [("error" in r.entry) for r in results] == [False, True, False]

@@ -20,8 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from defectlens.engine.predict import PREDICTIONS, save_pictures
-from defectlens.engine.runs import unique_stem
+from defectlens.engine.predict import PICTURES, PREDICTIONS, PictureWriter
 from defectlens.errors import ConfigError
 from defectlens.line.store import StationStore
 from defectlens.post.tasks import Regions
@@ -66,29 +65,27 @@ class FolderSink:
 
     spooled = False
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, pictures: tuple[str, ...] = PICTURES) -> None:
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise ConfigError(f"--out {self.folder} is a file, not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.name = str(self.folder)
-        self._used = {p.stem for sub in ("overlays", "masks") for p in (self.folder / sub).glob("*.png")}
+        self._pictures = PictureWriter(self.folder, pictures, workers=1)
         self._lines = (self.folder / PREDICTIONS).open("a")
 
     def write(self, result: Result) -> None:
-        entry = dict(result.entry)
-        if result.image is not None:
-            name = unique_stem(Path(entry["path"]), self._used)
-            entry = save_pictures(
-                entry, result.image, result.heat, result.found, entry["task"], self.folder, name
-            )
+        entry = result.entry
+        if result.heat is not None:
+            entry = self._pictures.add(entry, result.image, result.heat, result.found)
         self._lines.write(json.dumps(entry) + "\n")
         self._lines.flush()
 
     def wake(self) -> None:
-        """Nothing to do: writing is synchronous."""
+        """Nothing to do: lines are written at once, pictures by the writer's thread."""
 
     def close(self) -> None:
+        self._pictures.close()
         self._lines.close()
 
 

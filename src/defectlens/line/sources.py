@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 
-from defectlens.data.io import IMAGE_SUFFIXES, read_image
-from defectlens.errors import ConfigError, DataError
+from defectlens.data.io import IMAGE_SUFFIXES
+from defectlens.engine.predict import Decoded, read_decoded
+from defectlens.errors import ConfigError
 from defectlens.line.store import StationStore
 
 logger = logging.getLogger(__name__)
@@ -32,23 +32,16 @@ COMPLETE_EVENTS = ("closed", "moved")
 
 
 @dataclass
-class Part:
-    """One image to score, or the reason it could not be read.
+class Part(Decoded):
+    """One image to score (or why it cannot be read), with when it arrived.
 
     Attributes:
         name: the file path, or `SOURCE#frame00000042` for a frame.
-        image: RGB uint8, None when `error` is set.
         arrived: when it was complete (unix seconds).
-        read_ms: time spent reading and decoding it.
-        error: why it cannot be scored.
         ledger_key: (source, key) the store marks as scored once it is published.
     """
 
-    name: str
-    image: np.ndarray | None
-    arrived: float
-    read_ms: float = 0.0
-    error: str | None = None
+    arrived: float = 0.0
     ledger_key: tuple[str, str] | None = None
 
 
@@ -160,17 +153,12 @@ class FolderSource:
         quiet = now - max(entry.changed, status.st_mtime)
         if now < entry.retry_at or (quiet < self.settle_s and not entry.closed):
             return None
-        start = time.perf_counter()
-        try:
-            image = read_image(path)
-        except DataError as error:
-            if quiet < self.give_up_s:  # most likely still being written
-                entry.retry_at, entry.closed = now + max(self.settle_s, POLL_S), False
-                return None
-            self._drop(path, entry)
-            return Part(str(path), None, now, error=str(error), ledger_key=key)
+        decoded = read_decoded(path)
+        if decoded.error is not None and quiet < self.give_up_s:  # most likely still being written
+            entry.retry_at, entry.closed = now + max(self.settle_s, POLL_S), False
+            return None
         self._drop(path, entry)
-        return Part(str(path), image, now, 1000 * (time.perf_counter() - start), ledger_key=key)
+        return Part(**vars(decoded), arrived=now, ledger_key=key)
 
     def _drop(self, path: Path, entry: _Pending) -> None:
         with self._lock:
@@ -225,7 +213,7 @@ class VideoSource:
                     continue
                 image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 read_ms = 1000 * (time.perf_counter() - start)
-                yield [Part(f"{self.id}#frame{index:08d}", image, time.time(), read_ms)]
+                yield [Part(f"{self.id}#frame{index:08d}", image, read_ms, arrived=time.time())]
         finally:
             self._capture.release()
 

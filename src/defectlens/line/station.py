@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from defectlens.engine.predict import Scorer, describe
+from defectlens.engine.predict import Scorer, score_images
 from defectlens.line.drift import DriftMonitor
 from defectlens.line.metrics import StationMetrics
 from defectlens.line.sinks import Result, Sink
@@ -119,32 +119,23 @@ class Station:
     def score(self, parts: Sequence[Part]) -> list[Result]:
         """Score `parts` in one model call and publish their results, in order."""
         readable = [part for part in parts if part.error is None]
-        prediction, model_ms = None, 0.0
-        if readable:
-            start = time.perf_counter()
-            try:
-                prediction = self._predict([part.image for part in readable])
-            except Exception as error:  # one bad image must not stop the line
-                if len(readable) > 1:  # score them one by one to find it
-                    return [result for part in parts for result in self.score([part])]
-                readable[0].error = f"cannot score {readable[0].name}: {error}"
-                readable = []
-            model_ms = 1000 * (time.perf_counter() - start) / max(1, len(readable))
-        results, index = [], 0
+        start = time.perf_counter()
+        scored = iter(score_images(self._predict, readable, self.task, self.min_area))
+        model_ms = 1000 * (time.perf_counter() - start) / max(1, len(readable))
+        results = []
         for part in parts:
-            if part.error is not None:
-                logger.warning("%s", part.error)
-                results.append(
-                    Result({"path": part.name, "error": part.error, "timing": timing(part.arrived)})
-                )
-                continue
-            entry, heat, found = describe(part.name, prediction, index, self.task, self.min_area)
-            entry["timing"] = {
-                **timing(part.arrived, read_ms=part.read_ms, model_ms=model_ms),
-                "batch": len(readable),
-            }
+            entry, heat, found = ({"path": part.name, "error": part.error}, None, None)
+            if part.error is None:
+                entry, heat, found = next(scored)
+            if heat is None:
+                logger.warning("%s", entry["error"])
+                entry["timing"] = timing(part.arrived)
+            else:
+                entry["timing"] = {
+                    **timing(part.arrived, read_ms=part.read_ms, model_ms=model_ms),
+                    "batch": len(readable),
+                }
             results.append(Result(entry, part.image, heat, found))
-            index += 1
         self.outputs.publish(results, [part.ledger_key for part in parts if part.ledger_key is not None])
         self.scored += len(results)
         return results
