@@ -102,3 +102,33 @@ def test_500_mtd_images_arrive_exactly(tmp_path, broker, mqtt_subscriber, magnet
     duplicates = sum(counts.values()) - 500
     print(f"500 MTD images: {sum(counts.values())} messages, {duplicates} QoS 1 duplicates")
     assert duplicates <= 20
+
+
+def test_the_service_publishes_what_it_scores(
+    tmp_path, broker, mqtt_subscriber, station_model, make_texture, server
+):
+    import httpx
+
+    from defectlens.line import DriftMonitor, Outputs, StationStore, open_sinks
+    from defectlens.serve import create_app, open_served_model
+
+    _, export = station_model
+    served = open_served_model(export)
+    store = StationStore(tmp_path / "state")
+    sinks = open_sinks(store, mqtt=[f"mqtt://127.0.0.1:{broker.port}/{TOPIC}"])
+    subscriber = mqtt_subscriber(broker.port, TOPIC)
+    outputs = Outputs(sinks, store, DriftMonitor.for_calibration(served.calibration))
+    try:
+        with server(create_app(served, outputs=outputs)) as url:
+            for i in range(5):
+                buffer = io.BytesIO()
+                Image.fromarray(make_texture(4000 + i)).save(buffer, format="PNG")
+                files = {"file": (f"upload{i}.png", buffer.getvalue(), "image/png")}
+                assert httpx.post(f"{url}/v1/predict", files=files, timeout=30).status_code == 200
+            httpx.post(
+                f"{url}/v1/predict", params={"publish": "false"}, content=buffer.getvalue(), timeout=30
+            )
+            counts = subscriber.wait_for(5, timeout=30)
+    finally:
+        subscriber.close()
+    assert counts == {f"upload{i}.png": 1 for i in range(5)}
