@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,11 +205,9 @@ class MqttSink(_SpooledSink):
 
     def close(self, drain_s: float = 5.0) -> None:
         """Stop after waiting up to `drain_s` for the PUBACKs of messages already sent."""
-        deadline = threading.Event()
-        waited = 0.0
-        while self._in_flight and waited < drain_s and self._client.is_connected():
-            deadline.wait(0.1)
-            waited += 0.1
+        deadline = time.monotonic() + drain_s
+        while self._in_flight and time.monotonic() < deadline and self._client.is_connected():
+            time.sleep(0.1)  # the worker turns PUBACKs into deliveries meanwhile
         super().close()
         self._client.disconnect()
         self._client.loop_stop()

@@ -146,12 +146,12 @@ class FolderSource:
         except OSError:  # moved away or deleted before it was read
             self._drop(path, entry)
             return None
+        quiet = now - max(entry.changed, status.st_mtime)
+        if now < entry.retry_at or (quiet < self.settle_s and not entry.closed):
+            return None  # not complete yet: checked again at the next poll, without touching the ledger
         key = (self.id, f"{path.relative_to(self.folder)}|{status.st_size}|{status.st_mtime_ns}")
         if self.store.is_scored(*key):
             self._drop(path, entry)
-            return None
-        quiet = now - max(entry.changed, status.st_mtime)
-        if now < entry.retry_at or (quiet < self.settle_s and not entry.closed):
             return None
         decoded = read_decoded(path)
         if decoded.error is not None and quiet < self.give_up_s:  # most likely still being written

@@ -100,11 +100,9 @@ class Station:
         Returns:
             How many parts were published (bad files included).
         """
-        last = time.monotonic()
-        watcher = threading.Thread(target=self._idle_watch, args=(source, stop, idle_exit_s), daemon=True)
-        self._last_activity = last
+        self._last_activity = time.monotonic()
         if idle_exit_s is not None:
-            watcher.start()
+            threading.Thread(target=self._idle_watch, args=(source, stop, idle_exit_s), daemon=True).start()
         for parts in source.batches(stop, self.max_batch):
             self.score(parts)
             self._last_activity = time.monotonic()
