@@ -6,8 +6,8 @@ the suite, `create`, `load`, `defectlens models` and the exporter accept it like
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from defectlens.core.settings import NON_NEGATIVE
+from defectlens.core.estimator import setting
 from defectlens.data import load_mvtec
 from defectlens.errors import CheckpointError, ConfigError, NotFittedError
 from defectlens.models import Detector, create, list_detectors, load, register
@@ -42,14 +42,10 @@ class MeanImage(Detector):
     """The smallest detector there is: the distance of each pixel to the mean good image.
 
     Args:
-        blur_sigma: Gaussian smoothing of the map in pixels.
+        blur_sigma: Gaussian smoothing of the map in pixels (1 here).
     """
 
-    settings: ClassVar = {"blur_sigma": NON_NEGATIVE}
-
-    def __init__(self, blur_sigma: float = 1.0, **base: Any) -> None:
-        super().__init__(**base)
-        self.blur_sigma = blur_sigma
+    blur_sigma: float = setting(1.0)
 
     def _fit_module(self, train, val, context) -> nn.Module:
         images = torch.cat([batch.images for batch in train])
@@ -136,6 +132,28 @@ def test_bad_setting_fails_in_fit_with_its_name(name, tiny_mvtec):
     detector = create(name, image_size=8)
     with pytest.raises(ConfigError, match="image_size"):
         detector.fit(load_mvtec(tiny_mvtec))
+
+
+@pytest.mark.parametrize("name", list_detectors())
+def test_every_setting_is_an_explicit_keyword_with_its_default(name):
+    cls = type(create(name))
+    parameters = inspect.signature(cls).parameters
+    assert all(p.kind is p.KEYWORD_ONLY for p in parameters.values())  # no **kwargs, nothing positional
+    assert sorted(parameters) == sorted(cls.param_names())
+    assert {n: p.default for n, p in parameters.items()} == cls().get_params()
+    with pytest.raises(TypeError):
+        cls(0.5)
+
+
+def test_a_redeclared_default_keeps_the_inherited_check():
+    # STFPM redeclares blur_sigma (8, not 4) without a check: Detector's non-negative check still runs.
+    assert create("stfpm").blur_sigma == 8.0
+    with pytest.raises(ConfigError, match="blur_sigma must be .*, got -1"):
+        create("stfpm", blur_sigma=-1).check_params()
+    # SimpleNet redeclares layers with a stricter check than BackboneSettings'.
+    create("stfpm", layers=(3,)).check_params()
+    with pytest.raises(ConfigError, match="layers"):
+        create("simplenet", layers=(3,)).check_params()
 
 
 def test_unknown_model_and_setting_list_the_valid_ones():

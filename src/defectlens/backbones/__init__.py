@@ -1,10 +1,11 @@
 """Pretrained feature extractors with offline weights."""
 
 from defectlens.backbones.extractor import (
-    BACKBONE_SETTINGS,
+    BACKBONE_WEIGHTS,
+    BACKBONES,
     DEFAULT_BACKBONE,
-    ENSEMBLE_SETTINGS,
     BackboneEnsemble,
+    BackboneSettings,
     FeatureExtractor,
     describe_layers,
     feature_extractor,
@@ -13,11 +14,12 @@ from defectlens.backbones.extractor import (
 from defectlens.backbones.weights import PACKAGED_WEIGHTS, how_to_get_weights, load_pretrained
 
 __all__ = [
-    "BACKBONE_SETTINGS",
+    "BACKBONES",
+    "BACKBONE_WEIGHTS",
     "DEFAULT_BACKBONE",
-    "ENSEMBLE_SETTINGS",
     "PACKAGED_WEIGHTS",
     "BackboneEnsemble",
+    "BackboneSettings",
     "FeatureExtractor",
     "describe_layers",
     "feature_extractor",

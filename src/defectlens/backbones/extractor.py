@@ -12,25 +12,33 @@ from torch import nn
 from torch.nn import functional as F
 
 from defectlens.backbones.weights import load_pretrained
+from defectlens.core.estimator import setting, settings_dataclass
 from defectlens.core.settings import AnyOf, FilePath, Integer, Items, Optional, Text
 from defectlens.errors import ConfigError
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
-# Checks of the settings of a detector built on a frozen backbone (timm name, feature layers, weight file).
-BACKBONE_SETTINGS = {
-    "backbone": Text(),
-    "layers": Items(Integer(0)),
-    "weights": Optional(FilePath(), "packaged or cached ImageNet weights"),
-}
-# The same for detectors that also take several backbones side by side (`feature_extractor`).
-ENSEMBLE_SETTINGS = {
-    "backbone": AnyOf((Text(), Items(Text(), min_length=2))),
-    "layers": Items(Integer(0)),
-    "weights": Optional(
-        AnyOf((FilePath(), Items(Optional(FilePath()), min_length=2))),
-        "packaged or cached ImageNet weights; with several backbones, one entry (or None) each",
-    ),
-}
+# Checks of `BackboneSettings.backbone` and `.weights` for detectors that also take several backbones side
+# by side (`feature_extractor`).
+BACKBONES = AnyOf((Text(), Items(Text(), min_length=2)))
+BACKBONE_WEIGHTS = Optional(
+    AnyOf((FilePath(), Items(Optional(FilePath()), min_length=2))),
+    "packaged or cached ImageNet weights; with several backbones, one entry (or None) each",
+)
+
+
+@settings_dataclass
+class BackboneSettings:
+    """The settings of a detector built on a frozen backbone, for an estimator to inherit.
+
+    Args:
+        backbone: timm model name of the frozen network.
+        layers: backbone layers whose features the detector uses (timm `feature_info` indices).
+        weights: backbone weight file; `None` uses packaged or cached ImageNet weights.
+    """
+
+    backbone: str = setting(DEFAULT_BACKBONE, Text())
+    layers: tuple[int, ...] = setting((2, 3), Items(Integer(0)))
+    weights: str | None = setting(None, Optional(FilePath(), "packaged or cached ImageNet weights"))
 
 
 def _create(name: str) -> nn.Module:

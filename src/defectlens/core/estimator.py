@@ -1,23 +1,41 @@
 """The estimator base that image and audio detectors both stand on.
 
-Settings are keyword arguments of `__init__`, stored as given (scikit-learn's rule) by `_keep(locals())`,
-and read back from the constructor signatures of the class hierarchy; the shared ones are declared here
-once, and a subclass lists only its own, passing the rest through `**base`. Each class declares checks
-for its settings (`settings`, see `core/settings.py`); `check_params` runs all of them, then the
-cross-setting rules of `_check_params`, before any data is read.
+A setting is declared once, as a class attribute with its default and its check:
+`blur_sigma: float = setting(4.0, NON_NEGATIVE)`. Every subclass of `Estimator` is made a keyword-only
+dataclass, so its generated `__init__` takes exactly the settings of the class and its parents as
+explicit keywords and stores them as given (scikit-learn's rule); a subclass declares only its own, and
+redeclares an inherited one to change its default (the parent's check stays unless it gives another).
+`check_params` runs every declared check (`core/settings.py`), then the cross-setting rules of
+`_check_params`, before any data is read.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, ClassVar
+import dataclasses
+from typing import Any, ClassVar, dataclass_transform
 
 from defectlens.core.context import resolve_device
 from defectlens.core.settings import POSITIVE_INT, Check, Integer, Text
 from defectlens.errors import ConfigError, NotFittedError
 from defectlens.post.threshold import ThresholdPolicy
 
+CHECK = "check"  # the metadata key of a setting's check
 
+
+def setting(default: Any, check: Check | None = None) -> Any:
+    """Declare a setting: its default, and the check `check_params` runs on its value (`None`: the check
+    inherited for the same name, or none)."""
+    return dataclasses.field(default=default, metadata={CHECK: check} if check else {})
+
+
+def settings_dataclass(cls: type) -> type:
+    """Make `cls` a keyword-only dataclass of its settings (no generated equality or repr: an estimator is
+    compared by identity, and printed by `Estimator.__repr__`)."""
+    return dataclasses.dataclass(kw_only=True, eq=False, repr=False)(cls)
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(setting,))
+@settings_dataclass
 class Estimator:
     """Base of every detector: settings, their checks, the threshold policy and the fitted check.
 
@@ -36,54 +54,44 @@ class Estimator:
     # Named sets of settings (e.g. "paper": the published configuration) that `preset_settings` returns and
     # `create(name, preset=...)` and `--preset` apply under any explicit setting.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    # Checks of the settings this class declares (name -> Check); merged over the class hierarchy.
-    settings: ClassVar[dict[str, Check]] = {
-        "batch_size": POSITIVE_INT,
-        "seed": Integer(0),
-        "device": Text(),
-    }
 
-    def __init__(
-        self,
-        *,
-        batch_size: int = 8,
-        seed: int = 0,
-        device: str = "auto",
-        threshold_policy: str = "false_reject_rate",
-        false_reject_rate: float = 0.01,
-        recall: float = 0.95,
-        threshold_quantile: float = 0.99,
-    ) -> None:
-        self._keep(locals())
+    batch_size: int = setting(8, POSITIVE_INT)
+    seed: int = setting(0, Integer(0))
+    device: str = setting("auto", Text())
+    # Checked together by `ThresholdPolicy.check`.
+    threshold_policy: str = setting("false_reject_rate")
+    false_reject_rate: float = setting(0.01)
+    recall: float = setting(0.95)
+    threshold_quantile: float = setting(0.99)
 
-    def _keep(self, arguments: dict[str, Any]) -> None:
-        """Store a constructor's arguments (its `locals()`) unchanged under their own names: a
-        constructor only stores (scikit-learn's rule), so checks wait for `check_params`."""
-        names = set(type(self).param_names())
-        for name, value in arguments.items():
-            if name in names:
-                setattr(self, name, value)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        settings_dataclass(cls)
 
     @classmethod
     def param_names(cls) -> list[str]:
-        """Names of the keyword settings, read from the `__init__` signatures of the class hierarchy."""
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" in vars(klass) and issubclass(klass, Estimator):
-                parameters = inspect.signature(klass.__init__).parameters.values()
-                names += [
-                    p.name
-                    for p in parameters
-                    if p.name != "self" and p.kind != p.VAR_KEYWORD and p.name not in names
-                ]
-        return names
+        """Names of the settings, those a class introduces before its parents' (a redeclared default keeps
+        the setting where it was introduced)."""
+        declared = {field.name for field in dataclasses.fields(cls)}
+        introduced_by: dict[str, type] = {}
+        for klass in reversed(cls.__mro__):
+            for name in vars(klass).get("__annotations__", {}):
+                introduced_by.setdefault(name, klass)
+        return [
+            name
+            for klass in cls.__mro__
+            for name in vars(klass).get("__annotations__", {})
+            if name in declared and introduced_by[name] is klass
+        ]
 
     @classmethod
     def setting_checks(cls) -> dict[str, Check]:
         """Every declared check, a subclass's declaration replacing its parents' for the same setting."""
         checks: dict[str, Check] = {}
         for klass in reversed(cls.__mro__):
-            checks.update(vars(klass).get("settings", {}))
+            for field in vars(klass).get("__dataclass_fields__", {}).values():
+                if CHECK in field.metadata:
+                    checks[field.name] = field.metadata[CHECK]
         return checks
 
     @classmethod

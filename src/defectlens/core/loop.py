@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from defectlens.core.context import FitContext, progress_bar
-from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, OneOf, Optional, Real
+from defectlens.core.estimator import setting, settings_dataclass
+from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, OneOf, Optional, Real
 from defectlens.errors import CheckpointError, ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -106,16 +107,25 @@ def frozen_features(
     return [torch.cat(layer) for layer in zip(*parts, strict=True)]
 
 
-def training_settings(optimizers: tuple[str, ...]) -> dict[str, Check]:
-    """Checks of the settings of a model trained by `make_optimizer` and `EpochLoop`."""
-    return {
-        "optimizer": OneOf(optimizers),
-        "lr": Optional(POSITIVE, "the optimizer's default"),
-        "momentum": Real(0, 1, closed="left"),
-        "weight_decay": NON_NEGATIVE,
-        "max_epochs": POSITIVE_INT,
-        "patience": Optional(POSITIVE_INT, "no early stopping"),
-    }
+@settings_dataclass
+class TrainingSettings:
+    """The settings of a model trained by `make_optimizer` and `EpochLoop`, for an estimator to inherit.
+
+    Args:
+        optimizer: "adam" or "sgd" (a subclass may offer "rmsprop" too).
+        lr: learning rate; `None` means the estimator's default for the optimizer.
+        momentum: SGD momentum, or Adam's beta1.
+        weight_decay: L2 penalty on the trained weights.
+        max_epochs: upper bound on training epochs.
+        patience: stop after this many epochs without a better validation value; `None` never stops early.
+    """
+
+    optimizer: str = setting("adam", OneOf(("adam", "sgd")))
+    lr: float | None = setting(None, Optional(POSITIVE, "the optimizer's default"))
+    momentum: float = setting(0.9, Real(0, 1, closed="left"))
+    weight_decay: float = setting(0.0, NON_NEGATIVE)
+    max_epochs: int = setting(100, POSITIVE_INT)
+    patience: int | None = setting(10, Optional(POSITIVE_INT, "no early stopping"))
 
 
 def descend(

@@ -1,7 +1,8 @@
 """Declarative checks of estimator settings: one message format, so a bad `--set` never reaches a traceback.
 
-An estimator declares `settings = {"name": check, ...}`; `Estimator.check_params` runs the checks of every
-class in its hierarchy before any data is read. Each check raises `ConfigError` naming the setting, what
+An estimator declares each setting with its check (`name: int = setting(8, POSITIVE_INT)`, see
+`core/estimator.py`); `Estimator.check_params` runs the checks of every class in its hierarchy before any
+data is read. Each check raises `ConfigError` naming the setting, what
 it must be, and the value it got.
 """
 

@@ -1,8 +1,7 @@
 """The one interface every detector shares: fit on good images, predict scores and maps, save/load.
 
-A detector subclass stores its own keyword hyper-parameters in `__init__` with `self._keep(locals())` (the
-shared ones pass through `**base`; see `core/estimator.py`), declares their checks in `settings`, and
-implements two hooks: `_fit_module` (build and fit a torch module
+A detector subclass declares its own settings with their defaults and checks (`setting`, see
+`core/estimator.py`) and implements two hooks: `_fit_module` (build and fit a torch module
 from training batches) and `_build_module` (rebuild the same architecture for a saved state). The fitted
 module maps an image batch (B, 3, H, W) in [0, 1] to raw scores (B,) and raw anomaly maps (B, H, W);
 everything else — calibration, score normalisation, the three task outputs, checkpoints — lives here
@@ -30,8 +29,8 @@ from torch.utils.data import DataLoader
 
 from defectlens.core.checkpoint import restore_weights, warn_refit, write_checkpoint
 from defectlens.core.context import FitContext, progress_bar, resolve_device
-from defectlens.core.estimator import Estimator
-from defectlens.core.settings import FilePath, Integer, OneOf, Optional, Real
+from defectlens.core.estimator import Estimator, setting
+from defectlens.core.settings import NON_NEGATIVE, FilePath, Integer, OneOf, Optional, Real
 from defectlens.data.datasets import DataSplits, load_folder
 from defectlens.data.inputs import Batch, as_dataset, loader
 from defectlens.data.roi import AUTO_ROI, region_of_interest
@@ -96,16 +95,10 @@ class Detector(Estimator, ABC):
         roi: None (inspect everything), the path of a mask image (white = inspect; resized with the
             image) or "auto" (where the training images show a part, `data/roi.py`). Pixels outside are not
             fitted on, and no score, map, box or metric looks at them. Saved with the model.
+        blur_sigma: Gaussian smoothing of the anomaly map in pixels.
         Other settings (batch_size, seed, device, the threshold policy): see `Estimator`.
     """
 
-    settings: ClassVar = {
-        "image_size": Integer(32),
-        "resize": OneOf(RESIZE_MODES),
-        "tile_size": Optional(Integer(32), "no tiles"),
-        "tile_overlap": Real(0, 1, closed="left"),
-        "roi": Optional(FilePath(), f"inspect everything; or '{AUTO_ROI}'"),
-    }
     # False for detectors whose scoring cannot be written as a fixed graph (e.g. a search at inference).
     exportable: ClassVar[bool] = True
     # How good calibration scores are made without a validation set: "held-out" (a split the model does
@@ -113,18 +106,12 @@ class Detector(Estimator, ABC):
     # a model that did not see it, `CrossFitDetector`); `defectlens models` describes each.
     calibration_scores: ClassVar[str] = "held-out"
 
-    def __init__(
-        self,
-        *,
-        image_size: int = 256,
-        resize: str = "squash",
-        tile_size: int | None = None,
-        tile_overlap: float = 0.25,
-        roi: str | None = None,
-        **base: Any,
-    ) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    image_size: int = setting(256, Integer(32))
+    resize: str = setting("squash", OneOf(RESIZE_MODES))
+    tile_size: int | None = setting(None, Optional(Integer(32), "no tiles"))
+    tile_overlap: float = setting(0.25, Real(0, 1, closed="left"))
+    roi: str | None = setting(None, Optional(FilePath(), f"inspect everything; or '{AUTO_ROI}'"))
+    blur_sigma: float = setting(4.0, NON_NEGATIVE)
 
     def _check_params(self) -> None:
         super()._check_params()

@@ -17,7 +17,7 @@ import hashlib
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from defectlens.core.context import FitContext, progress_bar
+from defectlens.core.estimator import setting
 from defectlens.core.settings import Integer, OneOf
 from defectlens.data.inputs import Batch
 from defectlens.data.transforms import Geometry
@@ -148,13 +149,8 @@ class CrossFitDetector(Detector):
     """
 
     calibration_scores: ClassVar[str] = "out-of-fold"
-    settings: ClassVar = {"out_of_fold": OneOf(OUT_OF_FOLD), "calibration_folds": Integer(2)}
-
-    def __init__(
-        self, *, out_of_fold: str = "leave-image-out", calibration_folds: int = 5, **base: Any
-    ) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    out_of_fold: str = setting("leave-image-out", OneOf(OUT_OF_FOLD))
+    calibration_folds: int = setting(5, Integer(2))
 
     @abstractmethod
     def _new_module(self, context: FitContext) -> nn.Module:

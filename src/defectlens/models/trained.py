@@ -22,8 +22,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from defectlens.backbones import BackboneSettings
 from defectlens.core.context import FitContext, progress_bar
-from defectlens.core.loop import STATE_FILE, EpochLoop, make_optimizer
+from defectlens.core.estimator import setting
+from defectlens.core.loop import STATE_FILE, EpochLoop, TrainingSettings, make_optimizer
 from defectlens.core.settings import Integer
 from defectlens.data.inputs import as_dataset, loader
 from defectlens.errors import ConfigError
@@ -45,11 +47,7 @@ class TrainedDetector(Detector):
     """
 
     calibration_scores: ClassVar[str] = "held-out or refits"
-    settings: ClassVar = {"calibration_refits": Integer(0)}
-
-    def __init__(self, *, calibration_refits: int = 5, **base: Any) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    calibration_refits: int = setting(5, Integer(0))
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -91,24 +89,22 @@ class TrainedDetector(Detector):
         )
 
 
-class FrozenBackboneDetector(TrainedDetector):
+class FrozenBackboneDetector(BackboneSettings, TrainingSettings, TrainedDetector):
     """A trained detector built around a frozen pretrained network, whose module holds no state sized by
     the data (STFPM, SimpleNet, RD4AD): `_module(pretrained)` builds it, and training runs through
     `_train_epochs` with the optimizer of `_optimizer`.
 
     Args:
         resize: "pad" by default (see `Detector`).
-        Other settings: see `TrainedDetector`.
+        Other settings: see `BackboneSettings`, `TrainingSettings` and `TrainedDetector`.
     """
 
     # Learning rate per optimizer name when the `lr` setting is None.
     default_lr: ClassVar[dict[str, float]] = {}
 
-    def __init__(self, *, resize: str = "pad", **base: Any) -> None:
-        # "pad" keeps the aspect ratio: measured better than squashing on MTD's elongated tiles for all
-        # three (docs/stfpm.md, docs/detectors.md).
-        super().__init__(resize=resize, **base)
-        self._keep(locals())
+    # "pad" keeps the aspect ratio: measured better than squashing on MTD's elongated tiles for all three
+    # (docs/stfpm.md, docs/detectors.md).
+    resize: str = setting("pad")
 
     @abstractmethod
     def _module(self, pretrained: bool) -> nn.Module:

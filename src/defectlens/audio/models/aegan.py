@@ -26,7 +26,6 @@ Detection scores, all computed for every clip (`score` picks the one `clip_score
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ from torch import nn
 from defectlens.audio.models.base import AudioDetector, WindowSampler, clip_windows
 from defectlens.audio.models.registry import register
 from defectlens.core.context import FitContext
+from defectlens.core.estimator import setting
 from defectlens.core.loop import EpochLoop, shuffled_indices
 from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Real
 from defectlens.errors import ConfigError
@@ -204,48 +204,22 @@ class AEGANDetector(AudioDetector):
 
     score_names = SCORE_NAMES
 
-    settings: ClassVar = {
-        **{
-            name: POSITIVE_INT
-            for name in (
-                "patch_hop",
-                "latent_dim",
-                "generator_width",
-                "critic_width",
-                "max_epochs",
-                "lof_neighbors",
-                "knn_neighbors",
-            )
-        },
-        "lr_generator": POSITIVE,
-        "lr_critic": POSITIVE,
-        "beta1": Real(0, 1, closed="left"),
-        **{name: NON_NEGATIVE for name in ("gp_weight", "mean_match_weight", "std_match_weight")},
-    }
-
-    def __init__(
-        self,
-        *,
-        n_fft: int = 2048,
-        top_db: float | None = 80.0,
-        patch_hop: int = 1,
-        latent_dim: int = 256,
-        generator_width: int = 32,
-        critic_width: int = 32,
-        lr_generator: float = 2e-4,
-        lr_critic: float = 2e-4,
-        beta1: float = 0.5,
-        max_epochs: int = 50,
-        gp_weight: float = 10.0,
-        mean_match_weight: float = 1.0,
-        std_match_weight: float = 0.0,
-        lof_neighbors: int = 4,
-        knn_neighbors: int = 2,
-        score: str = "d_lof",
-        **base: Any,
-    ) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    n_fft: int = setting(2048)
+    top_db: float | None = setting(80.0)
+    patch_hop: int = setting(1, POSITIVE_INT)
+    latent_dim: int = setting(256, POSITIVE_INT)
+    generator_width: int = setting(32, POSITIVE_INT)
+    critic_width: int = setting(32, POSITIVE_INT)
+    lr_generator: float = setting(2e-4, POSITIVE)
+    lr_critic: float = setting(2e-4, POSITIVE)
+    beta1: float = setting(0.5, Real(0, 1, closed="left"))
+    max_epochs: int = setting(50, POSITIVE_INT)
+    gp_weight: float = setting(10.0, NON_NEGATIVE)
+    mean_match_weight: float = setting(1.0, NON_NEGATIVE)
+    std_match_weight: float = setting(0.0, NON_NEGATIVE)
+    lof_neighbors: int = setting(4, POSITIVE_INT)
+    knn_neighbors: int = setting(2, POSITIVE_INT)
+    score: str = setting("d_lof")
 
     @property
     def window_frames(self) -> int:

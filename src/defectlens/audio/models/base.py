@@ -27,7 +27,7 @@ from torch import nn
 from defectlens.audio.features import FeatureCache, LogMelSettings, iter_features, load_features
 from defectlens.core.checkpoint import restore_weights, warn_refit, write_checkpoint
 from defectlens.core.context import FitContext, resolve_device
-from defectlens.core.estimator import Estimator
+from defectlens.core.estimator import Estimator, setting
 from defectlens.core.settings import POSITIVE_INT, Integer, Optional, Real
 from defectlens.data.datasets import carve
 from defectlens.errors import ConfigError
@@ -120,27 +120,15 @@ class AudioDetector(Estimator, ABC):
 
     score_names: ClassVar[tuple[str, ...]] = ()
     score: str
-    settings: ClassVar = {
-        "sample_rate": POSITIVE_INT,
-        "channel": Optional(Integer(0), "the mean of all channels"),
-        "calibration_fraction": Real(0, 1, closed="left"),
-    }
-
-    def __init__(
-        self,
-        *,
-        sample_rate: int = 16000,
-        channel: int | None = None,
-        n_fft: int = 1024,
-        hop_length: int = 512,
-        n_mels: int = 128,
-        power: float = 2.0,
-        batch_size: int = 512,
-        calibration_fraction: float = 0.1,
-        **base: Any,
-    ) -> None:
-        super().__init__(batch_size=batch_size, **base)
-        self._keep(locals())
+    sample_rate: int = setting(16000, POSITIVE_INT)
+    channel: int | None = setting(None, Optional(Integer(0), "the mean of all channels"))
+    # Checked together by `LogMelSettings`.
+    n_fft: int = setting(1024)
+    hop_length: int = setting(512)
+    n_mels: int = setting(128)
+    power: float = setting(2.0)
+    batch_size: int = setting(512)
+    calibration_fraction: float = setting(0.1, Real(0, 1, closed="left"))
 
     # ----------------------------------------------------------------------------- subclass hooks
     @property
@@ -157,9 +145,10 @@ class AudioDetector(Estimator, ABC):
         """Frames per window, hence the shortest clip the detector can score."""
 
     @property
-    @abstractmethod
     def window_hop(self) -> int:
-        """Frames between the starts of consecutive windows."""
+        """Frames between the starts of consecutive windows: every frame starts one, unless a detector says
+        otherwise."""
+        return 1
 
     @abstractmethod
     def _fit_features(self, spectrograms: list[np.ndarray], context: FitContext) -> nn.Module:

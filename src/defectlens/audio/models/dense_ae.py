@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import pairwise
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 from defectlens.audio.models.base import AudioDetector, WindowSampler, clip_windows
 from defectlens.audio.models.registry import register
 from defectlens.core.context import FitContext
+from defectlens.core.estimator import setting
 from defectlens.core.loop import EpochLoop, shuffled_indices
 from defectlens.core.settings import POSITIVE, POSITIVE_INT
 
@@ -78,34 +78,17 @@ class DenseAEDetector(AudioDetector):
 
     score_names = ("mse_mean",)
 
-    settings: ClassVar = {
-        **{name: POSITIVE_INT for name in ("frames", "hidden_units", "bottleneck_units", "hidden_layers")},
-        "max_epochs": POSITIVE_INT,
-        "lr": POSITIVE,
-    }
-
-    def __init__(
-        self,
-        *,
-        frames: int = 5,
-        hidden_units: int = 128,
-        bottleneck_units: int = 8,
-        hidden_layers: int = 4,
-        lr: float = 1e-3,
-        max_epochs: int = 100,
-        score: str = "mse_mean",
-        **base: Any,
-    ) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    frames: int = setting(5, POSITIVE_INT)
+    hidden_units: int = setting(128, POSITIVE_INT)
+    bottleneck_units: int = setting(8, POSITIVE_INT)
+    hidden_layers: int = setting(4, POSITIVE_INT)
+    lr: float = setting(1e-3, POSITIVE)
+    max_epochs: int = setting(100, POSITIVE_INT)
+    score: str = setting("mse_mean")
 
     @property
     def window_frames(self) -> int:
         return self.frames
-
-    @property
-    def window_hop(self) -> int:
-        return 1
 
     def _new_module(self) -> DenseAutoencoder:
         return DenseAutoencoder(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -13,19 +12,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from defectlens.core.context import FitContext
+from defectlens.core.estimator import setting
 from defectlens.core.loop import (
     EpochLoop,
+    TrainingSettings,
     cache_images,
     descend,
     in_batches,
     make_optimizer,
     shuffled_batches,
-    training_settings,
 )
 from defectlens.core.settings import (
     COLOUR_CHANNELS,
     FRACTION,
-    NON_NEGATIVE,
     POSITIVE_INT,
     Boolean,
     OneOf,
@@ -47,7 +46,7 @@ N_SAMPLES = 8
 
 
 @register("autoencoder")
-class Autoencoder(TrainedDetector):
+class Autoencoder(TrainingSettings, TrainedDetector):
     """A convolutional autoencoder learns to reconstruct good images; what it cannot reconstruct is
     anomalous.
 
@@ -81,44 +80,18 @@ class Autoencoder(TrainedDetector):
             settings: see `Detector`; `batch_size` is also the training batch.
     """
 
-    settings: ClassVar = {
-        **training_settings(OPTIMIZERS),
-        "loss": OneOf(BASE_LOSSES),
-        "lamp": Boolean(),
-        "channels": COLOUR_CHANNELS,
-        "depth": POSITIVE_INT,
-        "width": POSITIVE_INT,
-        "latent_dim": POSITIVE_INT,
-        "map_metric": Optional(OneOf(MAP_METRICS), "the training loss"),
-        "blur_sigma": NON_NEGATIVE,
-        "image_score": OneOf(IMAGE_SCORES),
-        "top_k": FRACTION,  # of the pixels
-    }
-
-    def __init__(
-        self,
-        loss: str = "l2",
-        lamp: bool = False,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        max_epochs: int = 100,
-        patience: int | None = 10,
-        channels: int = 3,
-        depth: int = 4,
-        width: int = 32,
-        latent_dim: int = 100,
-        map_metric: str | None = None,
-        blur_sigma: float = 2.0,
-        image_score: str = "max",
-        top_k: float = 0.01,
-        *,
-        image_size: int = 128,
-        **base: Any,
-    ) -> None:
-        super().__init__(image_size=image_size, **base)
-        self._keep(locals())
+    optimizer: str = setting("adam", OneOf(OPTIMIZERS))
+    loss: str = setting("l2", OneOf(BASE_LOSSES))
+    lamp: bool = setting(False, Boolean())
+    channels: int = setting(3, COLOUR_CHANNELS)
+    depth: int = setting(4, POSITIVE_INT)
+    width: int = setting(32, POSITIVE_INT)
+    latent_dim: int = setting(100, POSITIVE_INT)
+    map_metric: str | None = setting(None, Optional(OneOf(MAP_METRICS), "the training loss"))
+    blur_sigma: float = setting(2.0)
+    image_score: str = setting("max", OneOf(IMAGE_SCORES))
+    top_k: float = setting(0.01, FRACTION)  # of the pixels
+    image_size: int = setting(128)
 
     # ----------------------------------------------------------------------------- settings
     def _check_params(self) -> None:

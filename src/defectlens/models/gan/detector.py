@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from defectlens.core.context import FitContext
+from defectlens.core.estimator import setting
 from defectlens.core.loop import STATE_FILE, EpochLoop, cache_images, descend, shuffled_batches
 from defectlens.core.settings import (
     COLOUR_CHANNELS,
@@ -78,41 +79,21 @@ class DcganDetector(TrainedDetector):
             `batch_size` is also the training batch.
     """
 
-    settings: ClassVar = {
-        "latent_dim": POSITIVE_INT,
-        "width": POSITIVE_INT,
-        "channels": COLOUR_CHANNELS,
-        "spectral_norm": Boolean(),
-        "g_lr": POSITIVE,
-        "d_lr": POSITIVE,
-        "betas": Items(Real(0, 1, closed="left"), min_length=2, max_length=2),
-        "max_epochs": POSITIVE_INT,
-        "patch_size": Optional(OneOf(GAN_SIZES), "whole images"),
-        "blur_sigma": NON_NEGATIVE,
-    }
-
-    def __init__(
-        self,
-        latent_dim: int = 100,
-        width: int = 64,
-        channels: int = 3,
-        spectral_norm: bool = True,
-        g_lr: float = 1e-4,
-        d_lr: float = 4e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
-        max_epochs: int = 100,
-        patch_size: int | None = None,
-        blur_sigma: float = 2.0,
-        *,
-        image_size: int = 64,
-        batch_size: int = 32,
-        calibration_refits: int = 0,
-        **base: Any,
-    ) -> None:
-        super().__init__(
-            image_size=image_size, batch_size=batch_size, calibration_refits=calibration_refits, **base
-        )
-        self._keep(locals())
+    latent_dim: int = setting(100, POSITIVE_INT)
+    width: int = setting(64, POSITIVE_INT)
+    channels: int = setting(3, COLOUR_CHANNELS)
+    spectral_norm: bool = setting(True, Boolean())
+    g_lr: float = setting(1e-4, POSITIVE)
+    d_lr: float = setting(4e-4, POSITIVE)
+    betas: tuple[float, float] = setting(
+        (0.5, 0.999), Items(Real(0, 1, closed="left"), min_length=2, max_length=2)
+    )
+    max_epochs: int = setting(100, POSITIVE_INT)
+    patch_size: int | None = setting(None, Optional(OneOf(GAN_SIZES), "whole images"))
+    blur_sigma: float = setting(2.0)
+    image_size: int = setting(64)
+    batch_size: int = setting(32)
+    calibration_refits: int = setting(0)
 
     # ----------------------------------------------------------------------------- settings
     @property
@@ -335,23 +316,10 @@ class AnoGAN(DcganDetector):
 
     exportable = False  # the latent search is gradient descent at inference time
 
-    settings: ClassVar = {
-        "search_steps": Integer(0),
-        "search_lr": POSITIVE,
-        "lam": Real(0, 1),
-        "search_candidates": POSITIVE_INT,
-    }
-
-    def __init__(
-        self,
-        search_steps: int = 100,
-        search_lr: float = 0.05,
-        lam: float = 0.1,
-        search_candidates: int = 64,
-        **dcgan: Any,
-    ) -> None:
-        super().__init__(**dcgan)
-        self._keep(locals())
+    search_steps: int = setting(100, Integer(0))
+    search_lr: float = setting(0.05, POSITIVE)
+    lam: float = setting(0.1, Real(0, 1))
+    search_candidates: int = setting(64, POSITIVE_INT)
 
     def _scorer(self, generator: Generator, discriminator: Discriminator) -> LatentSearchScorer:
         return LatentSearchScorer(
@@ -402,23 +370,10 @@ class FAnoGAN(DcganDetector):
         Other settings: see `DcganDetector`.
     """
 
-    settings: ClassVar = {
-        "encoder_epochs": POSITIVE_INT,
-        "encoder_lr": POSITIVE,
-        "encoder_patience": Optional(POSITIVE_INT, "no early stopping"),
-        "kappa": NON_NEGATIVE,
-    }
-
-    def __init__(
-        self,
-        encoder_epochs: int = 50,
-        encoder_lr: float = 1e-4,
-        encoder_patience: int | None = 10,
-        kappa: float = 1.0,
-        **dcgan: Any,
-    ) -> None:
-        super().__init__(**dcgan)
-        self._keep(locals())
+    encoder_epochs: int = setting(50, POSITIVE_INT)
+    encoder_lr: float = setting(1e-4, POSITIVE)
+    encoder_patience: int | None = setting(10, Optional(POSITIVE_INT, "no early stopping"))
+    kappa: float = setting(1.0, NON_NEGATIVE)
 
     def _scorer(self, generator: Generator, discriminator: Discriminator) -> EncoderScorer:
         encoder = Encoder(self.gan_size, self.channels, self.latent_dim, self.width)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor
+from defectlens.backbones import BackboneSettings, FeatureExtractor
 from defectlens.core.context import FitContext
-from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT
+from defectlens.core.estimator import setting
+from defectlens.core.settings import POSITIVE, POSITIVE_INT
 from defectlens.errors import ConfigError
 from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores, digests_of, duplicate_groups
 from defectlens.models.padim.torch_model import PadimModel, squared_distances
@@ -21,41 +21,23 @@ from defectlens.models.registry import register
 
 
 @register("padim")
-class Padim(CrossFitDetector):
+class Padim(BackboneSettings, CrossFitDetector):
     """A multivariate Gaussian per feature-map position; the score is the Mahalanobis distance.
 
     Args:
-        backbone: timm model name of the frozen feature extractor.
-        layers: backbone layers to concatenate (timm `feature_info` indices).
-        weights: backbone weight file; `None` uses packaged or cached ImageNet weights.
+        layers: backbone layers to concatenate (timm `feature_info` indices); backbone and weights: see
+            `BackboneSettings`.
         n_features: size of the random channel subset (the paper's dimensionality reduction).
         regularization: epsilon added to each covariance diagonal so it is invertible.
-        blur_sigma: Gaussian smoothing of the anomaly map in pixels.
         resize: "squash" by default: PaDiM models each position separately, and padding moves the image
             border from one image to the next; on MTD it measured image AUROC 0.956 squashed, 0.853 padded.
-        calibration_folds: see `CrossFitDetector`; image_size, batch_size and the other shared settings:
-            see `Detector`.
+        calibration_folds: see `CrossFitDetector`; image_size, blur_sigma, batch_size and the other shared
+            settings: see `Detector`.
     """
 
-    settings: ClassVar = {
-        **BACKBONE_SETTINGS,
-        "n_features": POSITIVE_INT,
-        "regularization": POSITIVE,  # so that covariances are invertible
-        "blur_sigma": NON_NEGATIVE,
-    }
-
-    def __init__(
-        self,
-        backbone: str = DEFAULT_BACKBONE,
-        layers: tuple[int, ...] = (1, 2, 3),
-        weights: str | None = None,
-        n_features: int = 100,
-        regularization: float = 0.01,
-        blur_sigma: float = 4.0,
-        **base: Any,
-    ) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    layers: tuple[int, ...] = setting((1, 2, 3))
+    n_features: int = setting(100, POSITIVE_INT)
+    regularization: float = setting(0.01, POSITIVE)  # so that covariances are invertible
 
     def _module(self, pretrained: bool, state: Mapping[str, torch.Tensor] | None = None) -> PadimModel:
         weights = Path(self.weights) if self.weights else None

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import DEFAULT_BACKBONE, ENSEMBLE_SETTINGS, feature_extractor
+from defectlens.backbones import BACKBONE_WEIGHTS, BACKBONES, DEFAULT_BACKBONE, feature_extractor
 from defectlens.core.context import FitContext, progress_bar
-from defectlens.core.settings import FRACTION, NON_NEGATIVE, POSITIVE_INT, Integer, Items, OneOf, Optional
+from defectlens.core.estimator import setting
+from defectlens.core.settings import FRACTION, POSITIVE_INT, Integer, Items, OneOf, Optional
 from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores, duplicate_groups
 from defectlens.models.patchcore.ivf import require_faiss
 from defectlens.models.patchcore.sampler import KCenterGreedy
@@ -61,38 +61,17 @@ class PatchCore(CrossFitDetector):
             see `Detector`.
     """
 
-    settings: ClassVar = {
-        **ENSEMBLE_SETTINGS,
-        "layers": Items(Integer(0), min_length=2),
-        "coreset_ratio": FRACTION,
-        "projection_dim": Integer(0),
-        "coreset_pivots": Optional(Integer(0), "exact while it is affordable"),
-        "num_neighbors": POSITIVE_INT,
-        "blur_sigma": NON_NEGATIVE,
-        "search": OneOf(SEARCHES),
-        "ivf_cells": POSITIVE_INT,
-        "ivf_probes": POSITIVE_INT,
-    }
-
-    def __init__(
-        self,
-        backbone: str | tuple[str, ...] = DEFAULT_BACKBONE,
-        layers: tuple[int, ...] = (2, 3),
-        weights: str | tuple[str | None, ...] | None = None,
-        coreset_ratio: float = 0.1,
-        projection_dim: int = 128,
-        coreset_pivots: int | None = None,
-        num_neighbors: int = 9,
-        blur_sigma: float = 4.0,
-        search: str = "exact",
-        ivf_cells: int = 1024,
-        ivf_probes: int = 16,
-        *,
-        resize: str = "pad",
-        **base: Any,
-    ) -> None:
-        super().__init__(resize=resize, **base)
-        self._keep(locals())
+    backbone: str | tuple[str, ...] = setting(DEFAULT_BACKBONE, BACKBONES)
+    layers: tuple[int, ...] = setting((2, 3), Items(Integer(0), min_length=2))
+    weights: str | tuple[str | None, ...] | None = setting(None, BACKBONE_WEIGHTS)
+    coreset_ratio: float = setting(0.1, FRACTION)
+    projection_dim: int = setting(128, Integer(0))
+    coreset_pivots: int | None = setting(None, Optional(Integer(0), "exact while it is affordable"))
+    num_neighbors: int = setting(9, POSITIVE_INT)
+    search: str = setting("exact", OneOf(SEARCHES))
+    ivf_cells: int = setting(1024, POSITIVE_INT)
+    ivf_probes: int = setting(16, POSITIVE_INT)
+    resize: str = setting("pad")
 
     def _check_params(self) -> None:
         super()._check_params()

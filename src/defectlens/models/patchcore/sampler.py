@@ -32,6 +32,7 @@ whole training set, where exact selection alone takes 4 minutes (docs/benchmarks
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ DEFAULT_PIVOTS = 1000
 EXACT_WORK = 1e10  # points x centres up to which the default selection is exact
 
 
+@dataclass(frozen=True)
 class KCenterGreedy:
     """Select a coreset whose every point is as close as possible to a chosen centre.
 
@@ -62,23 +64,13 @@ class KCenterGreedy:
         exact_work: the largest points x centres for which `pivots=None` selects exactly.
     """
 
-    def __init__(
-        self,
-        ratio: float = 0.1,
-        projection_dim: int = 128,
-        pivots: int | None = None,
-        candidates: int = 1024,
-        seed: int = 0,
-        chunk_size: int = 65536,
-        exact_work: float = EXACT_WORK,
-    ) -> None:
-        self.ratio = ratio
-        self.projection_dim = projection_dim
-        self.pivots = pivots
-        self.candidates = candidates
-        self.seed = seed
-        self.chunk_size = chunk_size
-        self.exact_work = exact_work
+    ratio: float = 0.1
+    projection_dim: int = 128
+    pivots: int | None = None
+    candidates: int = 1024
+    seed: int = 0
+    chunk_size: int = 65536
+    exact_work: float = EXACT_WORK
 
     def _check(self) -> None:
         if not 0 < self.ratio <= 1:

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE
 from defectlens.core.context import FitContext
+from defectlens.core.estimator import setting
 from defectlens.core.loop import (
     cache_images,
     descend,
     frozen_features,
     shuffled_indices,
-    training_settings,
 )
-from defectlens.core.settings import NON_NEGATIVE, Integer, Optional
+from defectlens.core.settings import Integer, Optional
 from defectlens.models.rd4ad.torch_model import Rd4adModel, build_model, rd4ad_loss
 from defectlens.models.registry import register
 from defectlens.models.trained import FrozenBackboneDetector
-
-OPTIMIZERS = ("adam", "sgd")
 
 
 @register("rd4ad")
@@ -67,30 +64,8 @@ class Rd4ad(FrozenBackboneDetector):
     presets: ClassVar = {"paper": {"layers": (1, 2, 3), "resize": "squash"}}
 
     default_lr: ClassVar = {"adam": 0.005, "sgd": 0.05}
-    settings: ClassVar = {
-        **BACKBONE_SETTINGS,
-        **training_settings(OPTIMIZERS),
-        "embedding_channels": Optional(Integer(2), "twice the deepest layer's channels"),
-        "blur_sigma": NON_NEGATIVE,
-    }
-
-    def __init__(
-        self,
-        backbone: str = DEFAULT_BACKBONE,
-        layers: tuple[int, ...] = (2, 3),
-        weights: str | None = None,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        momentum: float = 0.5,
-        weight_decay: float = 0.0,
-        max_epochs: int = 100,
-        patience: int | None = 10,
-        embedding_channels: int | None = None,
-        blur_sigma: float = 4.0,
-        **base: Any,
-    ) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    momentum: float = setting(0.5)
+    embedding_channels: int | None = setting(None, Optional(Integer(2), "twice the deepest layer's channels"))
 
     def _module(self, pretrained: bool) -> Rd4adModel:
         return build_model(

@@ -3,22 +3,21 @@ CVPR 2023)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE, FeatureExtractor, locally_aware_patches
+from defectlens.backbones import FeatureExtractor, locally_aware_patches
 from defectlens.core.context import FitContext
-from defectlens.core.loop import cache_images, descend, frozen_features, shuffled_indices, training_settings
+from defectlens.core.estimator import setting
+from defectlens.core.loop import cache_images, descend, frozen_features, shuffled_indices
 from defectlens.core.settings import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Integer, Items
 from defectlens.models.registry import register
 from defectlens.models.simplenet.torch_model import SimpleNetModel, discriminator, truncated_l1
 from defectlens.models.trained import FrozenBackboneDetector
-
-OPTIMIZERS = ("adam", "sgd")
 
 
 @register("simplenet")
@@ -60,37 +59,13 @@ class SimpleNet(FrozenBackboneDetector):
     """
 
     default_lr: ClassVar = {"adam": 2e-4, "sgd": 2e-4}
-    settings: ClassVar = {
-        **BACKBONE_SETTINGS,
-        **training_settings(OPTIMIZERS),
-        "layers": Items(Integer(0), min_length=2),
-        "hidden": POSITIVE_INT,
-        "noise_std": POSITIVE,
-        "margin": NON_NEGATIVE,
-        "adaptor_lr": POSITIVE,
-        "blur_sigma": NON_NEGATIVE,
-    }
-
-    def __init__(
-        self,
-        backbone: str = DEFAULT_BACKBONE,
-        layers: tuple[int, ...] = (2, 3),
-        weights: str | None = None,
-        hidden: int = 1024,
-        noise_std: float = 0.25,
-        margin: float = 0.5,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        adaptor_lr: float = 1e-4,
-        momentum: float = 0.9,
-        weight_decay: float = 1e-5,
-        max_epochs: int = 40,
-        patience: int | None = 10,
-        blur_sigma: float = 4.0,
-        **base: Any,
-    ) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    layers: tuple[int, ...] = setting((2, 3), Items(Integer(0), min_length=2))
+    hidden: int = setting(1024, POSITIVE_INT)
+    noise_std: float = setting(0.25, POSITIVE)
+    margin: float = setting(0.5, NON_NEGATIVE)
+    adaptor_lr: float = setting(1e-4, POSITIVE)
+    weight_decay: float = setting(1e-5)
+    max_epochs: int = setting(40)
 
     def _module(self, pretrained: bool) -> SimpleNetModel:
         extractor = FeatureExtractor(self.backbone, tuple(self.layers), self.weights, pretrained=pretrained)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from defectlens.backbones import BACKBONE_SETTINGS, DEFAULT_BACKBONE
 from defectlens.core.context import FitContext
+from defectlens.core.estimator import setting
 from defectlens.core.loop import (
     FLIPS,
     cache_images,
@@ -19,15 +19,12 @@ from defectlens.core.loop import (
     in_batches,
     random_flips,
     shuffled_indices,
-    training_settings,
 )
-from defectlens.core.settings import NON_NEGATIVE, Items, OneOf
+from defectlens.core.settings import Items, OneOf
 from defectlens.models.registry import register
 from defectlens.models.smoothing import MAP_COMBINATIONS
 from defectlens.models.stfpm.torch_model import StfpmModel, build_pair, normalize, stfpm_loss
 from defectlens.models.trained import FrozenBackboneDetector
-
-OPTIMIZERS = ("sgd", "adam")
 
 
 @register("stfpm")
@@ -80,32 +77,10 @@ class Stfpm(FrozenBackboneDetector):
         }
     }
 
-    settings: ClassVar = {
-        **BACKBONE_SETTINGS,
-        **training_settings(OPTIMIZERS),
-        "map_combination": OneOf(MAP_COMBINATIONS),
-        "blur_sigma": NON_NEGATIVE,
-        "flips": Items(OneOf(FLIPS), min_length=0),
-    }
-
-    def __init__(
-        self,
-        backbone: str = DEFAULT_BACKBONE,
-        layers: tuple[int, ...] = (2, 3),
-        weights: str | None = None,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        momentum: float = 0.9,
-        weight_decay: float = 1e-4,
-        max_epochs: int = 100,
-        patience: int | None = 10,
-        map_combination: str = "sum",
-        blur_sigma: float = 8.0,
-        flips: tuple[str, ...] = (),
-        **base: Any,
-    ) -> None:
-        super().__init__(**base)
-        self._keep(locals())
+    weight_decay: float = setting(1e-4)
+    map_combination: str = setting("sum", OneOf(MAP_COMBINATIONS))
+    blur_sigma: float = setting(8.0)
+    flips: tuple[str, ...] = setting((), Items(OneOf(FLIPS), min_length=0))
 
     def _module(self, pretrained: bool) -> StfpmModel:
         weights = Path(self.weights) if self.weights else None
