@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe_machine
 
 
 def peak_rss_mb() -> float:
@@ -132,10 +133,7 @@ def main() -> None:
         parser.error("give --data-root and/or --elpv")
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"threads {args.threads}"
-    )
+    print(f"machine: {describe_machine()}, threads {args.threads}")
     print(f"settings: {json.dumps(params) or 'defaults'}\n")
     columns = [
         "data",

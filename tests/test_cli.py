@@ -228,6 +228,28 @@ def test_export_then_predict_from_the_export(run_dir, tiny_mvtec, tmp_path):
     assert [x["label"] for x in lines["from_export"]] == [x["label"] for x in lines["from_run"]]
 
 
+def test_int8_export_of_a_run_is_calibrated_and_checked_on_its_own_data(run_dir, tmp_path):
+    export = tmp_path / "int8"
+    args = [
+        "export",
+        "--run",
+        str(run_dir),
+        "--precision",
+        "int8",
+        "--auroc-tolerance",
+        "0.2",
+        "--out",
+        str(export),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "as onnx (int8)" in result.output
+    manifest = json.loads((export / "defectlens.json").read_text())
+    # the run's 8 labelled test images (4 good, 4 scratched) checked it
+    assert manifest["precision"] == "int8" and manifest["check"]["images"] == 8
+    assert manifest["check"]["source"].startswith("mvtec root=")
+
+
 def test_export_and_predict_errors(run_dir, tiny_mvtec, tmp_path):
     image = str(next((tiny_mvtec / "test" / "good").iterdir()))
     result = runner.invoke(app, ["export", "--run", str(tmp_path / "gone"), "--out", str(tmp_path / "e")])

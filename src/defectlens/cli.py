@@ -16,6 +16,7 @@ from defectlens import __version__
 from defectlens.cli_common import ForceOpt, VerboseOpt, console, parse_settings, run_job, setup_logging
 from defectlens.engine.runs import DataSpec
 from defectlens.errors import ConfigError, DataError
+from defectlens.export.precision import AUROC_TOLERANCE
 
 app = typer.Typer(
     help="Find defects without defect labels: learn what good looks like, then score and localise.",
@@ -423,27 +424,43 @@ def export_command(
     run: Annotated[Path, typer.Option("--run", "-r", help="Run folder written by `defectlens train`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the exported model to.")],
     format: Annotated[str, typer.Option("--format", "-f", help="onnx, openvino or torchscript.")] = "onnx",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32; fp16 (half-precision weights) or int8 (convolutions quantised, calibrated on the "
+            "run's good images) for onnx and openvino."
+        ),
+    ] = "fp32",
+    auroc_tolerance: Annotated[
+        float,
+        typer.Option(
+            help="fp16/int8: refuse the export if its image AUROC on the run's test images moves more."
+        ),
+    ] = AUROC_TOLERANCE,
     force: ForceOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Export a trained model for deployment: the graph, plus defectlens.json (input, thresholds).
 
-    The export is checked against the torch model before this command returns.
+    The export is checked against the torch model before this command returns: in fp32 its scores must
+    match; in fp16 or int8 its image AUROC on the run's labelled test images must stay within
+    --auroc-tolerance of the torch model's. An export that fails is not written.
 
     Examples:
 
         defectlens export --run runs/tile --format onnx --out exports/tile-onnx
 
-        defectlens export --run runs/tile --format openvino --out exports/tile-ov
+        defectlens export --run runs/tile --format openvino --precision int8 --out exports/tile-ov-int8
     """
     setup_logging(verbose)
 
     def job() -> None:
         from defectlens.export import export_run
 
-        path = export_run(run, out, format, force=force)
+        path = export_run(run, out, format, force=force, precision=precision, auroc_tolerance=auroc_tolerance)
         console.print(
-            f"exported {run} as {format} -> {path}   next: defectlens predict --model {path} IMAGES"
+            f"exported {run} as {format} ({precision}) -> {path}   "
+            f"next: defectlens predict --model {path} IMAGES"
         )
 
     run_job(job)

@@ -1,5 +1,6 @@
 """Export fitted detectors to ONNX, OpenVINO IR or TorchScript (run them with `defectlens.inference`)."""
 
-from defectlens.export.exporter import export_detector, export_run
+from defectlens._lazy import lazy_exports
 
 __all__ = ["export_detector", "export_run"]
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, "defectlens.export.exporter"))

@@ -16,7 +16,7 @@ from typing import Any
 from defectlens.errors import CheckpointError
 
 MANIFEST = "defectlens.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: precision and check
 FORMATS = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin"), "torchscript": ("model.ts",)}
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("score", "anomaly_map")
@@ -38,8 +38,11 @@ class Manifest:
         detector: registered detector name the artefact came from.
         params: its hyper-parameters.
         format: onnx, openvino or torchscript.
+        precision: fp32, fp16 (half-precision weights) or int8 (quantised convolutions).
         input: the graph's input contract: name, layout, dtype, size (H, W), resize, value range.
         calibration: `Calibration.to_dict()`: thresholds and the good statistics of the normalisers.
+        check: how the export was checked against the torch model (images, score difference, and for a
+            reduced precision the image AUROC of both).
         files: file name -> sha256, the first being the one a runtime opens.
     """
 
@@ -48,6 +51,8 @@ class Manifest:
     format: str
     input: dict[str, Any]
     calibration: dict[str, Any]
+    precision: str = "fp32"
+    check: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(
         default_factory=lambda: {
