@@ -193,7 +193,8 @@ def _write_and_check(
         if format == "onnx":
             _to_onnx(module, example, out / "model.onnx", precision, calibration_batches)
         elif format == "openvino":
-            _to_openvino(module, example, out, precision, calibration_batches)
+            _to_onnx(module, example, out / "intermediate.onnx")
+            _onnx_to_openvino(out / "intermediate.onnx", out, precision, calibration_batches)
         else:
             with torch.inference_mode():
                 traced = torch.jit.trace(module, example, check_trace=False)
@@ -261,21 +262,14 @@ def _to_onnx(
         fp32.unlink()
 
 
-def _to_openvino(
-    module: torch.nn.Module,
-    example: torch.Tensor,
-    out: Path,
-    precision: str = "fp32",
-    calibration: Sequence[np.ndarray] = (),
-) -> None:
+def _onnx_to_openvino(onnx_path: Path, out: Path, precision: str, calibration: Sequence[np.ndarray]) -> None:
+    """Convert a float32 ONNX file to OpenVINO IR `out/model.xml` at `precision`; the ONNX file is removed."""
     try:
         import openvino
     except ImportError as error:
         raise ConfigError(
             "exporting to OpenVINO needs the openvino package: pip install defectlens[export]"
         ) from error
-    onnx_path = out / "intermediate.onnx"
-    _to_onnx(module, example, onnx_path)
     model = openvino.convert_model(str(onnx_path))
     if precision == "int8":
         model = quantize_openvino(model, onnx_path, calibration)

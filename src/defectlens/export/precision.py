@@ -20,6 +20,7 @@ Weights beyond that range stay float32.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def _nncf():
         import nncf
     except ImportError as error:
         raise ConfigError("an INT8 export needs the nncf package: pip install defectlens[int8]") from error
+    nncf.set_log_level(logging.WARNING)  # not a line per operation it leaves in float
     return nncf
 
 
@@ -63,7 +65,7 @@ def quantize_onnx(fp32: Path, out: Path, calibration: Sequence[np.ndarray], inpu
     quantized = nncf.quantize(
         model,
         nncf.Dataset(list(calibration), lambda batch: {input_name: batch}),
-        subset_size=sum(len(batch) for batch in calibration),
+        subset_size=len(calibration),  # NNCF counts dataset items, here batches
         ignored_scope=nncf.IgnoredScope(
             names=list(fixed_kernel_convolutions(model)), types=sorted(other_types), validate=False
         ),
@@ -92,7 +94,7 @@ def quantize_openvino(model, source: Path, calibration: Sequence[np.ndarray]):
     return nncf.quantize(
         model,
         nncf.Dataset(list(calibration)),
-        subset_size=sum(len(batch) for batch in calibration),
+        subset_size=len(calibration),  # NNCF counts dataset items, here batches
         ignored_scope=nncf.IgnoredScope(names=keep_float, types=sorted(other_types), validate=False),
     )
 
