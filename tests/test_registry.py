@@ -21,8 +21,9 @@ def test_register_create_and_errors_name_what_is_valid():
     registry: Registry = Registry("widget")
     registry.register("plain")(Widget)
     assert Widget.name == "plain" and registry.names() == ["plain"]
-    made = registry.create("plain", size=3, colour=None)  # None keeps the default
+    made = registry.create("plain", size=3)  # a setting left out keeps its default
     assert (made.size, made.colour) == (3, "red")
+    assert registry.create("plain", colour=None).colour is None  # an explicit None is a value
     with pytest.raises(ConfigError, match="unknown widget 'fancy'; available widgets: plain"):
         registry.get("fancy")
     with pytest.raises(ConfigError, match="widget 'plain' has no setting \\['weight'\\]; its settings are"):
@@ -37,6 +38,16 @@ def test_every_module_of_the_package_is_imported_on_first_lookup():
     from defectlens.models import list_detectors
 
     assert {"anogan", "fanogan", "padim", "patchcore", "stfpm", "autoencoder"} <= set(list_detectors())
+
+
+def test_an_explicit_none_reaches_the_detector():
+    from defectlens.models import create
+
+    # "never stop early": it used to be dropped, so training stopped after 10 epochs without progress
+    assert create("autoencoder", patience=None).patience is None
+    assert create("autoencoder").patience == 10
+    with pytest.raises(ConfigError, match="image_size"):  # where None means nothing, it is refused
+        create("autoencoder", image_size=None).check_params()
 
 
 def test_a_preset_sets_what_explicit_settings_do_not():

@@ -73,8 +73,11 @@ class Registry(Generic[T]):
         return self._classes[name]
 
     def create(self, name: str, preset: str | None = None, **params: Any) -> Any:
-        """Build `name` with hyper-parameters `params` over those of its `preset` (None: the defaults);
-        `None` values keep the preset's or default value."""
+        """Build `name` with hyper-parameters `params` over those of its `preset` (None: the defaults).
+
+        A value of `None` is passed on as given: for settings such as `patience` it has a meaning of its
+        own ("never stop early"), so leaving a setting out is the only way to keep its default.
+        """
         cls = self.get(name)
         valid = cls.param_names()
         unknown = sorted(set(params) - set(valid))
@@ -83,7 +86,7 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' has no setting {unknown}; its settings are {sorted(valid)}"
             )
         base = cls.preset_settings(preset) if preset is not None else {}
-        return cls(**{**base, **{k: v for k, v in params.items() if v is not None}})
+        return cls(**{**base, **params})
 
     def load(self, path: str | Path, **options: Any) -> Any:
         """Rebuild a fitted object from a checkpoint written by its class's `save`, by the class's

@@ -103,7 +103,8 @@ def train_command(
     def job() -> None:
         from defectlens.audio.runs import train_run
 
-        params = {**parse_settings(settings, config), "device": device, "seed": seed}
+        given = {"device": device, "seed": seed}
+        params = {**parse_settings(settings, config), **{k: v for k, v in given.items() if v is not None}}
         result = train_run(model, data, out, params, machine_type, cache_dir, force, resume, progress=True)
         n_train, seconds = result["data"]["n_train"], result["fit_seconds"]
         console.print(

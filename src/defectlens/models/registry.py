@@ -14,5 +14,5 @@ _DETECTORS: Registry[type[Detector]] = Registry(
 register = _DETECTORS.register
 list_detectors = _DETECTORS.names  # every registered name, sorted
 detector_class = _DETECTORS.get  # the class registered as a name; an unknown one lists the valid ones
-create = _DETECTORS.create  # build a detector by name from settings; None values keep the defaults
+create = _DETECTORS.create  # build a detector by name from settings
 load = _DETECTORS.load  # a fitted detector from a checkpoint written by Detector.save
