@@ -8,7 +8,7 @@ of the table is the map's maximum (`image_score="max"`), and the mean of the map
 
     python benchmarks/lamp_mvtec.py --optimizers adam --image-size 64 --epochs 25 --out docs/raw/lamp_mtd
     python benchmarks/lamp_mvtec.py --categories ../shared/data/mvtec_screw --optimizers sgd rmsprop adam \
-        --image-size 128 --epochs 60 --seeds 0 1 2 --out docs/raw/lamp_screw
+        --image-size 128 --epochs 100 --seeds 0 1 2 --threads 2 --out docs/raw/lamp_screw
 
 Each finished run is appended to OUT.jsonl at once, so the grid can be run in parts (a rerun skips what is
 there); OUT.md gets the tables, mean ± std over the seeds, of the runs with the same settings only. A run

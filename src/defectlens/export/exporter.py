@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from defectlens.engine.runs import CHECKPOINT, RunInfo, prepare_output
 from defectlens.errors import CheckpointError, ConfigError, DefectlensError
 from defectlens.export.precision import (
     AUROC_TOLERANCE,
+    CALIBRATION_IMAGES,
     PRECISIONS,
     fp16_onnx,
     quantize_onnx,
@@ -39,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
 PARITY_TOLERANCE = 1e-3  # on normalised scores, whose threshold sits at 0.5
-CALIBRATION_IMAGES = 300  # good images whose activations set the INT8 ranges (NNCF's default subset)
 
 
 def export_run(
@@ -137,7 +137,7 @@ def export_detector(
         )
     check_set = _check_set(check, precision, check_source) if precision != "fp32" else None
     calibration_batches = (
-        _batches(detector, _spread(calibration, CALIBRATION_IMAGES, "calibration"))
+        list(_image_batches(detector, _spread(calibration, CALIBRATION_IMAGES)))
         if precision == "int8"
         else []
     )
@@ -205,17 +205,18 @@ def _write_and_check(
     return _check_auroc(detector, module, run_export, *check_set, auroc_tolerance)
 
 
-def _spread(records: Sequence[Record | np.ndarray] | None, limit: int, what: str) -> list:
-    """At most `limit` records, evenly spread over the list (which is often ordered by time or type)."""
+def _spread(records: Sequence[Record | np.ndarray] | None, limit: int) -> list:
+    """At most `limit` calibration images, evenly spread over the list (often ordered by time or type)."""
     if not records:
-        raise ConfigError(f"an INT8 export needs good {what} images; none were given")
+        raise ConfigError("an INT8 export needs good calibration images; none were given")
     picks = np.unique(np.linspace(0, len(records) - 1, min(limit, len(records))).round().astype(int))
     return [records[i] for i in picks]
 
 
-def _batches(detector: Detector, records: Sequence[Record | np.ndarray]) -> list[np.ndarray]:
+def _image_batches(detector: Detector, records: Sequence[Record | np.ndarray]) -> Iterator[np.ndarray]:
+    """The images decoded and resized as the detector sees them, batch by batch."""
     dataset = as_dataset(list(records), detector.input_resize)
-    return [batch.images.numpy() for batch in loader(dataset, detector.batch_size)]
+    return (batch.images.numpy() for batch in loader(dataset, detector.batch_size))
 
 
 def _check_set(
@@ -278,20 +279,22 @@ def _onnx_to_openvino(onnx_path: Path, out: Path, precision: str, calibration: S
     onnx_path.unlink()
 
 
-def _export_scores(run_export, batches: Sequence[np.ndarray]) -> np.ndarray:
-    return np.concatenate([np.asarray(run_export(np.ascontiguousarray(b))[0], np.float32) for b in batches])
-
-
-def _torch_scores(module: torch.nn.Module, batches: Sequence[np.ndarray]) -> np.ndarray:
+def _paired_scores(
+    module: torch.nn.Module, run_export, batches: Iterable[np.ndarray]
+) -> tuple[np.ndarray, ...]:
+    """Raw image scores of the torch module and of the export on the same batches, one batch at a time."""
+    pairs = []
     with torch.inference_mode():
-        return np.concatenate([module(torch.from_numpy(b))[0].numpy() for b in batches])
+        for batch in batches:
+            exported = np.asarray(run_export(np.ascontiguousarray(batch))[0], np.float32)
+            pairs.append((module(torch.from_numpy(batch))[0].numpy(), exported))
+    return tuple(np.concatenate(scores) for scores in zip(*pairs, strict=True))
 
 
 def _check_parity(detector: Detector, module: torch.nn.Module, example: torch.Tensor, run_export) -> dict:
     """Run the artefact and the torch module on the same batch; refuse an export that disagrees."""
     normalise = detector.calibration.normalizer.transform
-    batches = [example.numpy()]
-    torch_scores, exported_scores = _torch_scores(module, batches), _export_scores(run_export, batches)
+    torch_scores, exported_scores = _paired_scores(module, run_export, [example.numpy()])
     difference = float(np.abs(normalise(torch_scores) - normalise(exported_scores)).max())
     if not difference <= PARITY_TOLERANCE:
         raise DefectlensError(
@@ -311,8 +314,8 @@ def _check_auroc(
     tolerance: float,
 ) -> dict:
     """Image AUROC of the export against the torch model's on labelled images; refuse a larger change."""
-    batches = _batches(detector, records)
-    torch_scores, exported_scores = _torch_scores(module, batches), _export_scores(run_export, batches)
+    # Streamed: a check set of thousands of images is never held in memory at once.
+    torch_scores, exported_scores = _paired_scores(module, run_export, _image_batches(detector, records))
     overflowed = int((~np.isfinite(exported_scores)).sum())
     if overflowed:
         raise DefectlensError(

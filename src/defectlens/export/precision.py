@@ -3,7 +3,7 @@
 INT8 quantises the convolutions with learned weights, i.e. the networks of every exportable detector, by
 OpenVINO NNCF's post-training quantisation calibrated on good images: on the ONNX graph for ONNX (a QDQ
 model that ONNX Runtime runs in int8) and on the OpenVINO model for OpenVINO IR. ONNX Runtime's own static
-quantisation was measured too and lost 0.05-0.06 image AUROC on MTD where NNCF lost 0.003 (docs/speed.md).
+quantisation was measured too: it lost 0.05-0.06 image AUROC on MTD, NNCF 0.003 (docs/benchmarks.md).
 Two kinds of operation stay float32:
 - everything that is not a convolution, above all the scoring heads (PatchCore's nearest-neighbour search,
   PaDiM's Mahalanobis distances), where an int8 difference of large, nearly equal distances would decide
@@ -30,6 +30,7 @@ from defectlens.errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 AUROC_TOLERANCE = 0.005  # the largest image AUROC change a reduced-precision export may make
+CALIBRATION_IMAGES = 300  # good images whose activations set the INT8 ranges (NNCF's default subset)
 # The operation types quantised to int8, as ONNX and OpenVINO name them; all others stay float.
 ONNX_CONVOLUTIONS = ("Conv",)
 OPENVINO_CONVOLUTIONS = ("Convolution", "GroupConvolution")
