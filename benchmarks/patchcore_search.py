@@ -1,12 +1,13 @@
-"""PatchCore's nearest-neighbour search on real MTD: exact (tiled) against the approximate IVF index.
+"""PatchCore's nearest-neighbour search on real MTD: exact (tiled) against the approximate ones.
 
 Loads a fitted PatchCore (e.g. from `benchmarks/run.py --save-models runs/bench`), embeds every test
 image once, then scores the same patches with each search and reports the search's own speed, how often
-and by how much it misses the exact nearest distance, and the test metrics. faiss's HNSW graph is timed
-beside it as a reference for the choice of IVF (it is not offered by the library).
+and by how much it misses the exact nearest distance, and the test metrics. The searches: "refine" (the
+in-graph two-stage search, over a grid of its two settings), faiss's IVF index (the library's "ivf"), and
+faiss's HNSW graph as a reference (not offered by the library).
 
     python benchmarks/patchcore_search.py --model runs/bench/magnetic_tile-patchcore.pt \\
-        --data ../shared/data/mtd/magnetic_tile
+        --data ../shared/data/mtd/magnetic_tile --searches refine ivf hnsw
 """
 
 from __future__ import annotations
@@ -21,6 +22,30 @@ from patchcore_eval import EmbeddedTestSet
 from defectlens import load_mvtec
 from defectlens.models import load
 from defectlens.models.patchcore.ivf import InvertedFileIndex, require_faiss
+from defectlens.models.patchcore.sampler import KCenterGreedy, coarse_first
+from defectlens.models.patchcore.torch_model import PatchCoreModel
+
+SEARCHES = ("refine", "ivf", "hnsw")
+
+
+def hnsw_rows(bank: torch.Tensor, test: EmbeddedTestSet, threads: int) -> list[tuple]:
+    """faiss's HNSW graph at two search widths: (name, settings, images/s, distances) rows."""
+    faiss = require_faiss()
+    faiss.omp_set_num_threads(threads)
+    rows = []
+    graph = faiss.IndexHNSWFlat(bank.shape[1], 32)
+    graph.add(np.ascontiguousarray(bank.numpy()))
+    for ef in (32, 64):
+        graph.hnsw.efSearch = ef
+
+        def hnsw(p: torch.Tensor) -> torch.Tensor:
+            squared, _ = graph.search(np.ascontiguousarray(p.flatten(0, 1).numpy()), 1)
+            return torch.from_numpy(squared[:, 0]).clamp_min_(0).sqrt_().view(len(p), -1)
+
+        found, ips = test.nearest(hnsw)
+        rows.append(("HNSW (reference)", f"M 32, efSearch {ef}", ips, found))
+
+    return rows
 
 
 def main() -> None:
@@ -30,9 +55,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="a saved PatchCore detector (.pt)")
     parser.add_argument("--data", type=Path, required=True, help="MVTec-layout category with masks")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--searches", nargs="+", choices=SEARCHES, default=list(SEARCHES))
+    parser.add_argument("--coarse-ratios", nargs="+", type=float, default=[0.02, 0.05, 0.1, 0.2])
+    parser.add_argument("--refine-patches", nargs="+", type=int, default=[16, 32, 64, 128])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    faiss = require_faiss()
 
     detector = load(args.model)
     module = detector.module_.eval()
@@ -46,26 +73,25 @@ def main() -> None:
     module.search = "exact"
     exact, exact_ips = test.nearest(module.nearest_distances)
     rows = [("exact (tiled)", "", exact_ips, exact)]
-    for cells in (512, 1024, 2048):
-        for probes in (8, 16, 32):
-            index = InvertedFileIndex(bank, cells, probes)
-            found, ips = test.nearest(
-                lambda p, index=index: index.distances(p.flatten(0, 1)).view(len(p), -1)
-            )
-            rows.append(("IVF (library)", f"{cells} cells, {probes} probes", ips, found))
-    faiss.omp_set_num_threads(args.threads)
-    graph = faiss.IndexHNSWFlat(bank.shape[1], 32)
-    graph.add(np.ascontiguousarray(bank.numpy()))
-    for ef in (32, 64):
-        graph.hnsw.efSearch = ef
-
-        def hnsw(p: torch.Tensor) -> torch.Tensor:
-            squared, _ = graph.search(np.ascontiguousarray(p.flatten(0, 1).numpy()), 1)
-            return torch.from_numpy(squared[:, 0]).clamp_min_(0).sqrt_().view(len(p), -1)
-
-        found, ips = test.nearest(hnsw)
-        rows.append(("HNSW (reference)", f"M 32, efSearch {ef}", ips, found))
-
+    if "refine" in args.searches:
+        for ratio in args.coarse_ratios:
+            ordered = coarse_first(bank, KCenterGreedy(ratio, detector.projection_dim, seed=detector.seed))
+            for patches in args.refine_patches:
+                refined = PatchCoreModel(
+                    module.extractor, ordered, search="refine", coarse_ratio=ratio, refine_patches=patches
+                )
+                found, ips = test.nearest(refined.nearest_distances)
+                rows.append(("refine (in graph)", f"coarse {ratio:g}, {patches} patches", ips, found))
+    if "ivf" in args.searches:
+        for cells in (512, 1024, 2048):
+            for probes in (8, 16, 32):
+                index = InvertedFileIndex(bank, cells, probes)
+                found, ips = test.nearest(
+                    lambda p, index=index: index.distances(p.flatten(0, 1)).view(len(p), -1)
+                )
+                rows.append(("IVF (library)", f"{cells} cells, {probes} probes", ips, found))
+    if "hnsw" in args.searches:
+        rows += hnsw_rows(bank, test, args.threads)
     print(
         "| search | settings | search img/s | patches not exact | max overestimate | image AUROC "
         "| pixel AUROC | AUPRO |"

@@ -16,14 +16,14 @@ from defectlens.core.estimator import setting
 from defectlens.core.settings import FRACTION, POSITIVE_INT, Integer, Items, OneOf, Optional
 from defectlens.models.cross_fit import CrossFitDetector, HeldOutScores, duplicate_groups
 from defectlens.models.patchcore.ivf import require_faiss
-from defectlens.models.patchcore.sampler import KCenterGreedy
+from defectlens.models.patchcore.sampler import KCenterGreedy, coarse_first
 from defectlens.models.patchcore.torch_model import PatchCoreModel
 from defectlens.models.registry import register
 from defectlens.models.tiling import tile_module_of
 
 logger = logging.getLogger(__name__)
 
-SEARCHES = ("exact", "ivf")
+SEARCHES = ("exact", "refine", "ivf")
 
 
 @register("patchcore")
@@ -47,9 +47,15 @@ class PatchCore(CrossFitDetector):
             1,000 pivots beyond.
         num_neighbors: neighbourhood size of the image-score re-weighting.
         blur_sigma: Gaussian smoothing of the anomaly map in pixels.
-        search: "exact" nearest-neighbour search, or "ivf": faiss's approximate inverted-file index
-            (optional dependency faiss-cpu), about 3x faster predictions at ratio 0.1 with AUROCs within
-            0.001 on MTD (docs/benchmarks.md). Exported models always search exactly.
+        search: "exact" nearest-neighbour search; "refine": approximate, in two stages that are part of
+            the graph, so exports run it too (`PatchCoreModel`; measured in docs/speed.md); or "ivf":
+            faiss's approximate inverted-file index (optional dependency faiss-cpu), about 3x faster
+            predictions at ratio 0.1 with AUROCs within 0.001 on MTD (docs/benchmarks.md), which exports
+            replace with exact search.
+        coarse_ratio: the share of the memory bank "refine" searches every patch in: a greedy coreset of
+            the bank, kept in its first rows.
+        refine_patches: the patches per model input that "refine" then searches in the whole bank: those
+            farthest from the coarse rows.
         ivf_cells, ivf_probes: cells of the "ivf" index (centred on the first greedy coreset centres) and
             cells visited per patch.
         resize: "pad" by default: nearest-neighbour scores do not depend on position, and on the elongated
@@ -69,6 +75,8 @@ class PatchCore(CrossFitDetector):
     coreset_pivots: int | None = setting(None, Optional(Integer(0), "exact while it is affordable"))
     num_neighbors: int = setting(9, POSITIVE_INT)
     search: str = setting("exact", OneOf(SEARCHES))
+    coarse_ratio: float = setting(0.1, FRACTION)
+    refine_patches: int = setting(64, POSITIVE_INT)
     ivf_cells: int = setting(1024, POSITIVE_INT)
     ivf_probes: int = setting(16, POSITIVE_INT)
     resize: str = setting("pad")
@@ -98,13 +106,16 @@ class PatchCore(CrossFitDetector):
             self.num_neighbors,
             self.blur_sigma,
             search=self.search,
+            coarse_ratio=self.coarse_ratio,
+            refine_patches=self.refine_patches,
             ivf_cells=self.ivf_cells,
             ivf_probes=self.ivf_probes,
         )
 
     def export_module(self) -> nn.Module:
         module = super().export_module()
-        tile_module_of(module).search = "exact"  # a graph cannot hold the faiss index
+        if self.search == "ivf":
+            tile_module_of(module).search = "exact"  # a graph cannot hold the faiss index
         return module
 
     def _new_module(self, context: FitContext) -> PatchCoreModel:
@@ -114,12 +125,15 @@ class PatchCore(CrossFitDetector):
         self, embeddings: torch.Tensor, kept: torch.Tensor | None, context: FitContext
     ) -> dict[str, torch.Tensor]:
         features = self._patches(embeddings, kept)
-        return {"memory_bank": features[self._coreset(features, context)].contiguous()}
+        return {"memory_bank": self._coarse_first(features[self._coreset(features, context)])}
 
     def _coreset(self, features: torch.Tensor, context: FitContext) -> torch.Tensor:
         coreset = self._sampler().select(features, progress=context.progress)
         logger.info("memory bank: %d of %d patches, %d dims", len(coreset), len(features), features.shape[1])
         return coreset
+
+    def _coarse_first(self, bank: torch.Tensor) -> torch.Tensor:
+        return coarse_first(bank, KCenterGreedy(self.coarse_ratio, self.projection_dim, seed=self.seed))
 
     def _leave_image_out(self, module: nn.Module, train: DataLoader, context: FitContext) -> HeldOutScores:
         embedded = self._embeddings(module, train, context)
@@ -142,7 +156,7 @@ class PatchCore(CrossFitDetector):
                 members = np.flatnonzero(group_of == group)
                 held_out.score(members, embeddings[members], self.batch_size)
         finally:
-            module.memory_bank, module.search = bank, search
+            module.memory_bank, module.search = self._coarse_first(bank), search
         return held_out
 
     def _extend_module(self, good: DataLoader, context: FitContext) -> bool:
@@ -152,7 +166,7 @@ class PatchCore(CrossFitDetector):
         features = self._patches(embedded.embeddings, embedded.kept_patches())
         coreset = self._sampler().select(features, progress=context.progress)
         bank = module.memory_bank
-        module.memory_bank = torch.cat([bank, features[coreset].to(bank)]).contiguous()
+        module.memory_bank = self._coarse_first(torch.cat([bank, features[coreset].to(bank)]))
         logger.info("memory bank grew by %d to %d patches", len(coreset), len(module.memory_bank))
         return True
 

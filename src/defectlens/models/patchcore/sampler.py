@@ -239,3 +239,12 @@ class KCenterGreedy:
             np.minimum(values, between[best], out=values)
             values[best] = -np.inf  # never twice, even among exact duplicates at distance 0
         return candidates[chosen]
+
+
+def coarse_first(bank: torch.Tensor, sampler: KCenterGreedy) -> torch.Tensor:
+    """`bank` reordered so that its own coreset by `sampler`, the rows PatchCore's "refine" search visits
+    first, comes first. Exact search and the image-score re-weighting do not depend on the order."""
+    coarse = sampler.select(bank)
+    rest = torch.ones(len(bank), dtype=torch.bool, device=bank.device)
+    rest[coarse.to(bank.device)] = False
+    return torch.cat([bank[coarse.to(bank.device)], bank[rest]]).contiguous()

@@ -21,8 +21,12 @@ class PatchCoreModel(nn.Module):
         blur_sigma: Gaussian smoothing of the anomaly map, in input pixels.
         query_chunk, bank_chunk: patches x memory-bank rows per distance tile; bounds memory and keeps the
             tile in the CPU cache (1024 x 2048 float32 = 8 MB measured fastest on the benchmark machine).
-        search: "exact", or "ivf" for faiss's approximate inverted-file index in eager mode (`ivf.py`).
-            A traced or exported graph always searches exactly.
+        search: "exact"; "refine", approximate and part of the graph (exports run it too): every patch is
+            searched in the first `coarse_ratio` of the bank rows (the detector puts a greedy coreset of
+            the bank there), and each image's `refine_patches` farthest patches again in the whole bank;
+            or "ivf", faiss's approximate inverted-file index in eager mode (`ivf.py`), which a traced
+            graph replaces with exact search.
+        coarse_ratio, refine_patches: the two stages of "refine".
         ivf_cells, ivf_probes: cells of the IVF index and cells visited per query.
     """
 
@@ -35,6 +39,8 @@ class PatchCoreModel(nn.Module):
         query_chunk: int = 1024,
         bank_chunk: int = 2048,
         search: str = "exact",
+        coarse_ratio: float = 0.1,
+        refine_patches: int = 64,
         ivf_cells: int = 1024,
         ivf_probes: int = 16,
     ) -> None:
@@ -46,6 +52,8 @@ class PatchCoreModel(nn.Module):
         self.query_chunk = query_chunk
         self.bank_chunk = bank_chunk
         self.search = search
+        self.coarse_ratio = coarse_ratio
+        self.refine_patches = refine_patches
         self.ivf_cells = ivf_cells
         self.ivf_probes = ivf_probes
         self._ivf: tuple[torch.Tensor, InvertedFileIndex] | None = None  # (bank it indexes, index)
@@ -55,17 +63,34 @@ class PatchCoreModel(nn.Module):
         return locally_aware_patches(self.extractor(images))
 
     def nearest_distances(self, patches: torch.Tensor) -> torch.Tensor:
-        """(B, P) distance of each of the patches (B, P, D) to its nearest memory-bank row: exact, or
-        approximate when `search` is "ivf" and the module is not being traced.
+        """(B, P) distance of each of the patches (B, P, D) to its nearest memory-bank row, as `search` says
+        (exact while "ivf" is being traced).
 
-        Exact search runs in tiles of about `query_chunk` x `bank_chunk` distances (8 MB by default), so
-        that a tile is still in the CPU cache when its minimum is taken: writing whole (patches x bank)
-        blocks to memory and reading them back made exact search 1.8x slower here (docs/benchmarks.md).
+        "refine" is exact for the patches it refines and an upper bound elsewhere (the coarse rows are a
+        subset of the bank), so an image's farthest patches, which make its score, are exact whenever the
+        coarse stage ranks them among its `refine_patches` farthest.
         """
         n_patches, dim = int(patches.shape[1]), int(patches.shape[2])
         if self.search == "ivf" and not torch.jit.is_tracing():
             return self.ivf_index().distances(patches.reshape(-1, dim)).view(-1, n_patches)
-        blocks = self.memory_bank.split(self.bank_chunk)
+        coarse_rows = max(1, round(self.coarse_ratio * len(self.memory_bank)))
+        refined = min(self.refine_patches, n_patches)
+        if self.search != "refine" or coarse_rows >= len(self.memory_bank) or refined >= n_patches:
+            return self.exact_distances(patches, self.memory_bank)
+        coarse = self.exact_distances(patches, self.memory_bank[:coarse_rows])
+        farthest = coarse.topk(refined, dim=1).indices  # (B, refined)
+        queries = patches.gather(1, farthest[..., None].expand(-1, -1, dim))
+        return coarse.scatter(1, farthest, self.exact_distances(queries, self.memory_bank))
+
+    def exact_distances(self, patches: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        """(B, P) distance of each of the patches (B, P, D) to its nearest row of `bank` (M, D).
+
+        The search runs in tiles of about `query_chunk` x `bank_chunk` distances (8 MB by default), so
+        that a tile is still in the CPU cache when its minimum is taken: writing whole (patches x bank)
+        blocks to memory and reading them back made exact search 1.8x slower here (docs/benchmarks.md).
+        """
+        n_patches, dim = int(patches.shape[1]), int(patches.shape[2])
+        blocks = bank.split(self.bank_chunk)
         blocks_sq = [(block * block).sum(1) for block in blocks]
         # Patches per image in one tile. int() makes it a constant when traced: an exported graph keeps a
         # free batch size, and only its tiling (not its results) follows the example batch.
