@@ -76,7 +76,7 @@ class PatchCore(CrossFitDetector):
     num_neighbors: int = setting(9, POSITIVE_INT)
     search: str = setting("exact", OneOf(SEARCHES))
     coarse_ratio: float = setting(0.1, FRACTION)
-    refine_patches: int = setting(64, POSITIVE_INT)
+    refine_patches: int = setting(16, POSITIVE_INT)
     ivf_cells: int = setting(1024, POSITIVE_INT)
     ivf_probes: int = setting(16, POSITIVE_INT)
     resize: str = setting("pad")

@@ -40,7 +40,7 @@ class PatchCoreModel(nn.Module):
         bank_chunk: int = 2048,
         search: str = "exact",
         coarse_ratio: float = 0.1,
-        refine_patches: int = 64,
+        refine_patches: int = 16,
         ivf_cells: int = 1024,
         ivf_probes: int = 16,
     ) -> None:
