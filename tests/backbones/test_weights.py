@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import timm
@@ -37,9 +39,17 @@ def test_extractor_loads_weights_and_reports_shapes():
     assert extractor.body.graph_module.conv_stem.weight.std() > 0.5  # ImageNet stem (random init: ~0.08)
 
 
-def test_extractor_is_frozen_and_stays_in_eval_mode():
-    extractor = FeatureExtractor(layers=(2, 3)).train()
-    assert not extractor.training and not any(p.requires_grad for p in extractor.parameters())
+@pytest.mark.parametrize("how", ["train()", "deepcopy"])
+def test_extractor_is_frozen_and_stays_in_eval_mode(how):
+    extractor = FeatureExtractor(layers=(2, 3))
+    extractor = extractor.train() if how == "train()" else copy.deepcopy(extractor)
+    assert not any(m.training for m in extractor.modules())
+    assert not any(p.requires_grad for p in extractor.parameters())
+    # Batch-norm on ImageNet statistics: an image's features do not depend on the rest of its batch.
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        together, alone = extractor(images)[1][:1], extractor(images[:1])[1]
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
 
 
 def test_describe_layers_lists_channels_and_strides():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,6 +103,14 @@ class FeatureExtractor(nn.Module):
     def train(self, mode: bool = True) -> FeatureExtractor:
         # A frozen extractor keeps its ImageNet batch-norm statistics whatever the caller asks.
         return super().train(False)
+
+    def __deepcopy__(self, memo: dict) -> FeatureExtractor:
+        # torch.fx rebuilds a GraphModule it copies in training mode: a copied detector would normalise
+        # with each batch's statistics, and its scores would depend on the batch.
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__setstate__(copy.deepcopy(self.__dict__, memo))
+        return copied.train(False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Args: images (B, 3, H, W) in [0, 1]. Returns: one (B, C_i, H/s_i, W/s_i) map per layer."""
