@@ -7,18 +7,21 @@ scorers differ only in how they find z. Both are calibrated on the same held-out
     python benchmarks/gan.py --data ../shared/data/mtd/magnetic_tile --seeds 0 1 2 --out docs/gan
 
 Writes OUT/results.jsonl (one line per seed, appended as each finishes; a rerun skips finished seeds),
-OUT/samples_seed<N>.png (64 images from the generator), and the markdown table OUT/results.md.
+OUT/samples_seed<N>.png (64 images from the generator), OUT/yardstick.json (the image AUROC of the mean
+grey level, a no-learning yardstick) and the markdown table OUT/results.md.
+
+    python benchmarks/gan.py --data ../shared/data/mvtec_screw --epochs 430 --out docs/gan/mvtec_screw
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe_machine
 
 SETTINGS = ("image_size", "channels", "width", "latent_dim", "epochs", "encoder_epochs", "batch_size")
 SEARCH = ("search_steps", "search_lr", "lam", "search_candidates")
@@ -119,19 +122,50 @@ def save_real_grid(args: argparse.Namespace) -> None:
         save_image(sample_grid(to_gan_range(images, args.channels)), args.out / "real_images.png")
 
 
+def grey_level_yardstick(args: argparse.Namespace) -> dict:
+    """Image AUROC of two no-learning scores on the test split, at the GAN's input size: each image's mean
+    grey level (brighter = more anomalous) and its distance from the training images' mean grey level.
+    A detector that is no better than these has learnt global brightness, not defects."""
+    from defectlens.data import load_mvtec
+    from defectlens.data.inputs import as_dataset, loader
+    from defectlens.data.transforms import Resize
+    from defectlens.metrics import image_auroc
+
+    splits = load_mvtec(args.data, seed=0)
+    resize = Resize(args.image_size, "squash")
+
+    def mean_grey(records) -> tuple[np.ndarray, np.ndarray]:
+        batches = list(loader(as_dataset(records, resize), 64))
+        means = np.concatenate([b.images.mean(dim=(1, 2, 3)).numpy() for b in batches])
+        return means, np.concatenate([b.labels.numpy() for b in batches])
+
+    train_means, _ = mean_grey(splits.train)
+    test_means, labels = mean_grey(splits.test)
+    good = labels == 0
+    return {
+        "mean_grey_auroc": image_auroc(labels, test_means),
+        "distance_from_training_mean_auroc": image_auroc(labels, np.abs(test_means - train_means.mean())),
+        "mean_grey_train": [float(train_means.min()), float(train_means.max())],
+        "mean_grey_test_good": [float(test_means[good].min()), float(test_means[good].max())],
+        "mean_grey_test_defective": [float(test_means[~good].min()), float(test_means[~good].max())],
+    }
+
+
 def spread(values: list[float]) -> str:
     digits = 3 if max(values) < 10 else 1
     mean = f"{np.mean(values):.{digits}f}"
     return f"{mean} ± {np.std(values):.{digits}f}" if len(values) > 1 else mean
 
 
-def report(results: list[dict], args: argparse.Namespace) -> str:
+def report(results: list[dict], yardstick: dict, args: argparse.Namespace) -> str:
     settings = results[0]["settings"]
+    ranges = {k: "-".join(f"{v:.3f}" for v in yardstick[f"mean_grey_{k}"]) for k in ("train", "test_good")}
+    ranges["test_defective"] = "-".join(f"{v:.3f}" for v in yardstick["mean_grey_test_defective"])
     lines = [
         f"Data: `{results[0]['data']}` ({results[0]['n_train']} training images, {results[0]['n_test']} test "
         f"images), seeds {[r['seed'] for r in results]}. Settings: "
         + ", ".join(f"{k}={v}" for k, v in settings.items())
-        + f". Machine: {platform.processor() or platform.machine()}, torch threads {args.threads}, CPU only.",
+        + f". Machine: {describe_machine()}, torch threads {args.threads}, CPU only.",
         "",
         "| scorer | image AUROC | image AUROC, map max | pixel AUROC | scoring images/s | training s |",
         "|---|---|---|---|---|---|",
@@ -148,6 +182,15 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
             f"| {spread([r[key]['pixel_auroc'] for r in results])} "
             f"| {spread([r[key]['images_per_s'] for r in results])} | {spread(train)} |"
         )
+    lines += [
+        f"| yardstick: the image's mean grey level (no learning) | {yardstick['mean_grey_auroc']:.3f} "
+        "| – | – | – | – |",
+        f"| yardstick: distance of the mean grey level from the training images' | "
+        f"{yardstick['distance_from_training_mean_auroc']:.3f} | – | – | – | – |",
+        "",
+        f"Mean grey level (0-1) at {args.image_size} px: training images {ranges['train']}, good test images "
+        f"{ranges['test_good']}, defective test images {ranges['test_defective']}.",
+    ]
     lines += [
         "",
         "Per seed:",
@@ -200,7 +243,9 @@ def main() -> None:
             handle.write(json.dumps(result) + "\n")
         done[seed] = result
     save_real_grid(args)
-    text = report([done[s] for s in args.seeds], args)
+    yardstick = grey_level_yardstick(args)
+    (args.out / "yardstick.json").write_text(json.dumps(yardstick, indent=1) + "\n")
+    text = report([done[s] for s in args.seeds], yardstick, args)
     (args.out / "results.md").write_text(text)
     print(text)
 
