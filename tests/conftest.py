@@ -77,6 +77,14 @@ def mvtec_screw() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mnist() -> Path:
+    root = SHARED_DATA / "mnist"
+    if not (root / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real data not found at {root} (see shared/data/README.md)")
+    return root
+
+
+@pytest.fixture(scope="session")
 def quick():
     """A factory of detectors sized for unit tests (see `quick_detector`)."""
     return quick_detector

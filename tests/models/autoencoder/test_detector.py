@@ -56,6 +56,30 @@ def _val_images(splits):
     return torch.cat([b.images for b in loader(as_dataset(splits.val, Resize(32, "squash")), 4)])
 
 
+@pytest.mark.parametrize("digit", [1, 5, 7])
+def test_plain_l2_does_not_collapse_on_dark_images(mnist, digit):
+    # Before the output started at the training mean, one epoch of plain L2 with Adam left these digits'
+    # reconstructions black for good: validation MSE equal to that of an all-black image (docs/lamp.md).
+    from defectlens.data.mnist import load_mnist
+
+    images, labels = load_mnist(mnist, "train")
+    padded = np.pad(images[labels == digit][:1024], ((0, 0), (2, 2), (2, 2)))
+    black_mse = float(((padded / 255.0) ** 2).mean())
+    detector = Autoencoder(
+        max_epochs=1,
+        patience=None,
+        channels=1,
+        depth=3,
+        width=16,
+        latent_dim=32,
+        image_size=32,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+    ).fit(list(np.repeat(padded[..., None], 3, axis=3)))
+    assert detector.history_[-1]["val_loss"] < 0.6 * black_mse
+
+
 def test_grey_model_detects_the_scratches(splits):
     detector = Autoencoder(channels=1, lamp=True, max_epochs=3, **TINY).fit(splits)
     scores = detector.predict(splits.test).raw_score

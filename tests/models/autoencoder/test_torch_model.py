@@ -58,3 +58,12 @@ def test_image_scores_by_hand():
     module = ConvAutoencoder(10, channels=1, depth=1, width=2, latent_dim=2, image_score="topk", top_k=0.03)
     assert module.top_k_pixels == 3
     assert float(module.score(maps)) == pytest.approx(3.0)  # mean of 4, 3, 2
+
+
+def test_start_at_mean_makes_the_output_bias_the_mean():
+    module = ConvAutoencoder(32, channels=3, depth=3, width=4, latent_dim=8)
+    torch.nn.init.zeros_(module.decoder[-2].weight)  # leaves the bias alone to decide the output
+    module.start_at_mean(torch.tensor([0.13, 0.5, 0.999]))
+    recon = module.reconstruct(torch.rand(2, 3, 32, 32))
+    expected = torch.tensor([0.13, 0.5, 0.99]).view(1, 3, 1, 1).expand_as(recon)  # clamped to [0.01, 0.99]
+    torch.testing.assert_close(recon, expected)

@@ -141,6 +141,10 @@ class Autoencoder(TrainingSettings, TrainedDetector):
         device, progress = context.device, context.progress
         module = self._module().to(device)
         train_images, _ = cache_images(train, progress, "load train")
+        with torch.inference_mode():
+            batches = in_batches(train_images, 256)
+            means = torch.cat([module.prepare(images.to(device)).mean(dim=(2, 3)) for images in batches])
+        module.start_at_mean(means.mean(0))
         val_cache, labels = cache_images(val, progress, "load validation images")
         labelled = bool((labels == 1).any() and (labels <= 0).any())
         good_val = val_cache[torch.from_numpy(labels <= 0)]

@@ -98,6 +98,19 @@ class ConvAutoencoder(nn.Module):
                 nn.init.kaiming_normal_(layer.weight, a=0.2, mode=mode, nonlinearity="leaky_relu")
                 nn.init.zeros_(layer.bias)
 
+    @torch.no_grad()
+    def start_at_mean(self, mean: torch.Tensor) -> None:
+        """Set the output layer's bias so that the untrained decoder outputs `mean` (channels,), the training
+        targets' mean, instead of 0.5.
+
+        From 0.5, plain L2 on mostly black images (MNIST: mean 0.13) first learns to darken every pixel, and
+        Adam's first steps, each as large as the learning rate on every weight, pushed the sigmoid's logits
+        so far below zero that its gradient vanished: the reconstruction stayed black for good on 3 of 10
+        digits (docs/lamp.md). Starting at the mean leaves nothing to darken.
+        """
+        output = self.decoder[-2]
+        output.bias.copy_(torch.logit(mean.clamp(0.01, 0.99).to(output.bias)))
+
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """The reconstruction target: (B, 3, H, W) RGB as is, or (B, 1, H, W) grey when channels is 1."""
         if self.channels == 1:
