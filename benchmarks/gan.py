@@ -101,6 +101,7 @@ def run_seed(seed: int, args: argparse.Namespace, out: Path) -> dict:
         "fanogan": encoder,
         "anogan": search,
         "settings": {k: getattr(args, k) for k in SETTINGS + SEARCH},
+        "machine": describe_machine(),
     }
 
 
@@ -159,13 +160,14 @@ def spread(values: list[float]) -> str:
 
 def report(results: list[dict], yardstick: dict, args: argparse.Namespace) -> str:
     settings = results[0]["settings"]
+    machines = "; ".join(sorted({r.get("machine", "not recorded") for r in results}))
     ranges = {k: "-".join(f"{v:.3f}" for v in yardstick[f"mean_grey_{k}"]) for k in ("train", "test_good")}
     ranges["test_defective"] = "-".join(f"{v:.3f}" for v in yardstick["mean_grey_test_defective"])
     lines = [
         f"Data: `{results[0]['data']}` ({results[0]['n_train']} training images, {results[0]['n_test']} test "
         f"images), seeds {[r['seed'] for r in results]}. Settings: "
         + ", ".join(f"{k}={v}" for k, v in settings.items())
-        + f". Machine: {describe_machine()}, torch threads {args.threads}, CPU only.",
+        + f". Machine: {machines}, torch threads {args.threads}, CPU only.",
         "",
         "| scorer | image AUROC | image AUROC, map max | pixel AUROC | scoring images/s | training s |",
         "|---|---|---|---|---|---|",
