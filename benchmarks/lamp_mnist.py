@@ -168,7 +168,8 @@ def plot_curves(results: list[dict], path: Path) -> None:
                 colour = "tab:orange" if r["loss"] == "l2_lamp" else "tab:blue"
                 axis.plot(range(1, len(r["val_loss"]) + 1), r["val_loss"], color=colour, lw=0.8, alpha=0.7)
         axis.set(title=f"batch {size}", xlabel="epoch", yscale="log")
-    axes[0][0].set_ylabel("validation MSE (blue L2, orange L2-LAMP)")
+    axes[0][0].set_ylabel("validation MSE")
+    figure.suptitle("seed 0, one line per digit: blue L2, orange L2-LAMP", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
