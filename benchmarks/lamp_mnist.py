@@ -8,7 +8,8 @@ Images are zero-padded from 28 to 32 px (LeNet's input) because the autoencoder 
 times. Training runs until the validation loss has not improved for `--patience` epochs (it has
 flattened), at most `--epochs`; each row records its validation curve.
 
-A run "trained" when its best validation MSE is below half that of an all-black reconstruction (the mean
+A run "trained" when its best validation loss (the MSE; for L2-LAMP its amplified loss, which is never
+smaller than the MSE) is below half the MSE of an all-black reconstruction (the mean
 squared pixel of the digit's images): a collapsed run's reconstruction is black and its MSE is exactly
 that. Cells average trained runs only, and say how many did not train.
 
@@ -154,7 +155,8 @@ def table(results: list[dict]) -> str:
 
 
 def plot_curves(results: list[dict], path: Path) -> None:
-    """Validation MSE against the epoch, seed 0: one panel per batch size, one line per digit and loss."""
+    """Validation loss (MSE, or L2-LAMP's amplified MSE) against the epoch, seed 0: one panel per batch
+    size, one line per digit and loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,7 +170,7 @@ def plot_curves(results: list[dict], path: Path) -> None:
                 colour = "tab:orange" if r["loss"] == "l2_lamp" else "tab:blue"
                 axis.plot(range(1, len(r["val_loss"]) + 1), r["val_loss"], color=colour, lw=0.8, alpha=0.7)
         axis.set(title=f"batch {size}", xlabel="epoch", yscale="log")
-    axes[0][0].set_ylabel("validation MSE")
+    axes[0][0].set_ylabel("validation loss")
     figure.suptitle("seed 0, one line per digit: blue L2, orange L2-LAMP", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -185,7 +187,7 @@ def header(args: argparse.Namespace) -> str:
         f"the training mean; {args.optimizer} (lr {args.lr or 'default'}), until the validation loss "
         f"(10 % of the digit's training images) has not improved for {args.patience} epochs, at most "
         f"{args.epochs}; best epoch kept; score = mean squared error over the image. A cell is the mean ± "
-        "std over seeds of the ten digits' mean AUROC, from runs that trained (best validation MSE below "
+        "std over seeds of the ten digits' mean AUROC, from runs that trained (best validation loss below "
         f"{TRAINED_RATIO} x that of an all-black reconstruction).\n"
         f"Machine: {describe_machine()}, torch {torch.__version__}, {args.threads} thread(s).\n\n"
     )
