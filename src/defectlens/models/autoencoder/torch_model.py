@@ -100,8 +100,8 @@ class ConvAutoencoder(nn.Module):
 
     @torch.no_grad()
     def start_at_mean(self, mean: torch.Tensor) -> None:
-        """Set the output layer's bias so that the untrained decoder outputs `mean` (channels,), the training
-        targets' mean, instead of 0.5.
+        """Set the output layer's bias to the logit of `mean` (channels,), the training targets' mean, so that
+        the untrained decoder's output is centred there instead of on 0.5.
 
         From 0.5, plain L2 on mostly black images (MNIST: mean 0.13) first learns to darken every pixel, and
         Adam's first steps, each as large as the learning rate on every weight, pushed the sigmoid's logits
