@@ -161,8 +161,10 @@ def spread(values: list[float]) -> str:
 def report(results: list[dict], yardstick: dict, args: argparse.Namespace) -> str:
     settings = results[0]["settings"]
     machines = "; ".join(sorted({r.get("machine", "not recorded") for r in results}))
-    ranges = {k: "-".join(f"{v:.3f}" for v in yardstick[f"mean_grey_{k}"]) for k in ("train", "test_good")}
-    ranges["test_defective"] = "-".join(f"{v:.3f}" for v in yardstick["mean_grey_test_defective"])
+    ranges = {
+        k: "-".join(f"{v:.3f}" for v in yardstick[f"mean_grey_{k}"])
+        for k in ("train", "test_good", "test_defective")
+    }
     lines = [
         f"Data: `{results[0]['data']}` ({results[0]['n_train']} training images, {results[0]['n_test']} test "
         f"images), seeds {[r['seed'] for r in results]}. Settings: "
